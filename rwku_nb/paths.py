@@ -1,0 +1,65 @@
+"""Every location rwku_nb reads or writes, in one place; each is overridable by an environment variable."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# RWKU_DATA: a local directory in the official layout (holding Target/<N>_<Name>/*.json) or the
+# literal "hub" to read `jinzhuoran/RWKU` through `datasets`. Profiles may also name it.
+DATA_ENV = "RWKU_DATA"
+# Where dequantized models, generated corpora and injected models are cached (built once per machine).
+CACHE_ENV = "RWKU_NB_CACHE"
+# Where tables and figures go; the committed figures/ is what `make figures` produced.
+FIGURES_ENV = "RWKU_NB_FIGURES"
+# Where per-(method, variant, target) result files go; a rerun skips what is already there.
+RESULTS_ENV = "RWKU_NB_RESULTS"
+
+
+def cache_dir() -> Path:
+    """The user cache directory of rwku_nb (created on first use)."""
+    path = Path(os.environ.get(CACHE_ENV) or user_cache_dir("rwku_nb"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures_dir() -> Path:
+    """Directory for tables and figures (created on first use)."""
+    path = Path(os.environ.get(FIGURES_ENV) or REPO_ROOT / "figures")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir(profile: str) -> Path:
+    """Directory of the results store of one profile (created on first use)."""
+    root = Path(os.environ.get(RESULTS_ENV) or REPO_ROOT / "build" / "results")
+    path = root / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    """`atomic_write_text` of `obj` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")

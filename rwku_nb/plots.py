@@ -1,0 +1,35 @@
+"""Figures, headless (Agg) and seaborn-styled; every figure is saved under figures/."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .paths import figures_dir  # noqa: E402
+
+
+def forget_vs_neighbor(table, title: str = ""):
+    """Scatter of forget 'All' vs neighbor 'All' per method (lower-right = forgets and keeps)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    x, y = table[("Forget", "All")], table[("Neighbor", "All")]
+    palette = sns.color_palette("tab10", len(table))
+    for (label, fx, ny), color in zip(zip(table.index, x, y), palette):
+        ax.scatter(fx, ny, s=60, color=color, label=label, edgecolor="black", linewidth=0.5)
+    ax.set_xlabel("Forget set, All (ROUGE-L recall x100, lower = more forgotten)")
+    ax.set_ylabel("Neighbor set, All (higher = better kept)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best", frameon=True)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, name: str) -> str:
+    """Save a figure as figures/<name>.png (fixed dpi and metadata, so reruns are byte-stable)."""
+    path = figures_dir() / f"{name}.png"
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    return str(path)

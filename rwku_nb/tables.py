@@ -1,0 +1,101 @@
+"""Table 1 of RWKU (single-target results) as a view of the results store."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .methods import METHODS
+from .paths import atomic_write_text, figures_dir
+
+# (group, column) -> metric name in the results store.
+TABLE1_COLUMNS = {
+    ("Forget", "FB"): "forget_fb", ("Forget", "QA"): "forget_qa", ("Forget", "AA"): "forget_aa",
+    ("Forget", "All"): "forget_all",
+    ("Neighbor", "FB"): "neighbor_fb", ("Neighbor", "QA"): "neighbor_qa", ("Neighbor", "All"): "neighbor_all",
+    ("MIA", "FM"): "mia_fm_loss", ("MIA", "RM"): "mia_rm_loss",
+}
+VARIANT_LABELS = {"none": "", "full": "Full", "lora": "LoRA"}
+
+# Paper Table 1, LLaMA3-8B-Instruct, mean over 100 targets (Jin et al. 2024; ../shared/PROTOCOL.md).
+# Forget FB QA AA All | Neighbor FB QA All | MIA FM RM (NLL x 100).
+PAPER_TABLE1_LLAMA3 = {
+    "Before": [85.9, 76.4, 77.7, 79.6, 95.6, 85.3, 90.7, 226.7, 230.4],
+    "ICU": [26.2, 1.9, 10.3, 12.8, 65.0, 46.5, 55.7, 247.1, 258.4],
+    "RepE": [29.8, 33.6, 37.8, 34.8, 46.2, 38.8, 42.6, 292.0, 290.0],
+    "GA* Full": [40.7, 36.5, 43.7, 41.4, 68.6, 68.6, 68.1, 1640.9, 766.2],
+    "GA* LoRA": [70.3, 65.6, 67.8, 68.2, 80.6, 75.5, 77.5, 879.5, 665.1],
+    "GA Full": [39.1, 31.6, 46.7, 41.9, 84.6, 73.6, 79.0, 258.6, 231.0],
+    "GA LoRA": [67.0, 53.2, 61.8, 61.3, 90.1, 80.4, 85.3, 224.1, 221.6],
+    "DPO Full": [46.3, 38.5, 41.6, 41.9, 59.2, 51.3, 55.2, 243.6, 240.8],
+    "DPO LoRA": [75.3, 65.4, 68.6, 69.5, 90.0, 81.5, 85.6, 228.0, 231.2],
+    "NPO Full": [33.4, 21.0, 24.8, 26.2, 76.0, 69.9, 72.6, 278.9, 263.2],
+    "NPO LoRA": [75.1, 64.3, 69.0, 69.7, 91.3, 82.2, 86.7, 225.1, 227.0],
+    "RT Full": [72.7, 13.4, 22.8, 33.1, 86.9, 45.6, 67.4, 222.7, 226.6],
+    "RT LoRA": [85.4, 49.6, 53.2, 60.5, 87.3, 74.1, 81.9, 226.0, 223.9],
+}
+
+
+def method_label(method: str, variant: str) -> str:
+    """Row label as the paper writes it: 'Before', 'ICU', 'GA Full', 'NPO LoRA'."""
+    label = METHODS[method].label if method in METHODS else method
+    return f"{label} {VARIANT_LABELS.get(variant, variant)}".strip()
+
+
+def _row_order(labels) -> list[str]:
+    paper = list(PAPER_TABLE1_LLAMA3)
+    return sorted(labels, key=lambda x: (paper.index(x) if x in paper else len(paper), x))
+
+
+def table1(rows: pd.DataFrame) -> pd.DataFrame:
+    """Paper Table 1 layout: per method row, mean over targets of each column (NaN where unmeasured)."""
+    if rows.empty:
+        return pd.DataFrame(columns=pd.MultiIndex.from_tuples(TABLE1_COLUMNS))
+    df = rows.copy()
+    df["label"] = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
+    # Mean over targets: each target counts once, as in the paper's averages over 100 targets.
+    wide = df.pivot_table(index="label", columns="metric", values="value", aggfunc="mean")
+    out = pd.DataFrame(index=_row_order(wide.index), columns=pd.MultiIndex.from_tuples(TABLE1_COLUMNS),
+                       dtype=float)
+    for col, metric in TABLE1_COLUMNS.items():
+        if metric in wide:
+            out[col] = wide[metric]
+    out.index.name = "Method"
+    return out
+
+
+def paper_table1() -> pd.DataFrame:
+    """The paper's LLaMA3-8B-Instruct Table 1 in the same layout as `table1`."""
+    df = pd.DataFrame.from_dict(PAPER_TABLE1_LLAMA3, orient="index",
+                                columns=pd.MultiIndex.from_tuples(TABLE1_COLUMNS))
+    df.index.name = "Method"
+    return df
+
+
+def n_targets(rows: pd.DataFrame) -> pd.Series:
+    """Number of targets behind each Table 1 row."""
+    labels = [method_label(m, v) for m, v in zip(rows["method"], rows["variant"])]
+    return rows.assign(label=labels).groupby("label")["target_index"].nunique()
+
+
+def to_markdown(table: pd.DataFrame, decimals: int = 1) -> str:
+    """Markdown of a Table-1-shaped frame, columns flattened to 'Forget FB' etc."""
+    flat = table.copy()
+    flat.columns = [f"{g} {c}" for g, c in flat.columns]
+    return flat.round(decimals).to_markdown(floatfmt=f".{decimals}f") + "\n"
+
+
+def write_table(table: pd.DataFrame, name: str, decimals: int = 1) -> dict:
+    """Write `figures/<name>.csv` and `.md` (atomically); returns the two paths."""
+    base = figures_dir() / name
+    flat = table.copy()
+    flat.columns = [f"{g} {c}" for g, c in flat.columns]
+    atomic_write_text(base.with_suffix(".csv"), flat.round(decimals).to_csv(float_format=f"%.{decimals}f"))
+    atomic_write_text(base.with_suffix(".md"), to_markdown(table, decimals))
+    return {"csv": base.with_suffix(".csv"), "md": base.with_suffix(".md")}
+
+
+def beside_paper(table: pd.DataFrame, label: str) -> pd.DataFrame:
+    """This run's Table 1 stacked above the paper's LLaMA3-8B rows for the same methods."""
+    paper = paper_table1()
+    paper = paper.loc[[m for m in table.index if m in paper.index]]
+    return pd.concat({label: table, "Paper, LLaMA3-8B-Instruct": paper}, names=["Source", "Method"])

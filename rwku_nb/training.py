@@ -1,0 +1,118 @@
+"""The one training loop every method shares: seeded shuffling, gradient accumulation, AdamW,
+cosine schedule with linear warmup (official RWKU scripts: cosine, 20 warmup steps, cutoff 512).
+
+A method supplies examples (token id lists, optionally with a loss mask and per-example extras) and
+a loss function `loss_fn(model, batch) -> scalar`; the loop does the rest.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from .errors import RwkuError
+
+
+@dataclass
+class Example:
+    """One training sequence: token ids, which positions count in the loss, and method extras."""
+
+    input_ids: list[int]
+    labels_mask: list[int] | None = None  # 1 where the token is scored (e.g. answer tokens only)
+    extra: dict = field(default_factory=dict)
+
+
+def text_examples(tokenizer, texts: list[str], max_length: int) -> list[Example]:
+    """Plain-text examples (every token scored), truncated at `max_length` tokens."""
+    if not texts:
+        raise RwkuError("The training corpus is empty: nothing to unlearn from. Check the corpus setting.")
+    return [Example(tokenizer(t)["input_ids"][:max_length]) for t in texts]
+
+
+def collate(examples: list[Example], pad_id: int, device) -> dict:
+    """Right-padded batch: input_ids, attention_mask, labels (-100 on padding and unscored tokens)."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    for r, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[r, :n] = torch.tensor(e.input_ids)
+        mask[r, :n] = 1
+        scored = torch.tensor(e.input_ids)
+        if e.labels_mask is not None:
+            scored = scored.masked_fill(torch.tensor(e.labels_mask) == 0, -100)
+        labels[r, :n] = scored
+    batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+    for key in examples[0].extra:
+        batch[key] = torch.tensor([e.extra[key] for e in examples], device=device)
+    return batch
+
+
+def sequence_nll(model, batch: dict) -> torch.Tensor:
+    """Summed next-token NLL per sequence over scored tokens, shape [B]."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).clamp(min=0), reduction="none"
+    ).view(labels.shape)
+    return (nll * (labels != -100)).sum(-1)
+
+
+def token_count(batch: dict) -> torch.Tensor:
+    """Number of scored next-token positions per sequence, shape [B]."""
+    return (batch["labels"][:, 1:] != -100).sum(-1).clamp(min=1)
+
+
+def train(model, tokenizer, examples: list[Example], loss_fn, lr: float, epochs: int,
+          batch_size: int, grad_accum: int = 1, warmup_steps: int = 20, seed: int = 0,
+          desc: str = "train") -> list[float]:
+    """Optimise `loss_fn` over `examples`; returns the loss of every optimizer step."""
+    if not examples:
+        raise RwkuError("No training examples: the corpus for this method is empty.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise RwkuError("The model has no trainable parameters (all frozen).")
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    steps_per_epoch = math.ceil(len(examples) / (batch_size * grad_accum))
+    total = steps_per_epoch * epochs
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    # Warmup never longer than the run itself (the official 20 steps assume hundreds of steps).
+    schedule = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, total // 2), total)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(total=total, desc=desc, leave=False)
+    try:
+        for _ in range(epochs):
+            order = list(range(len(examples)))
+            rng.shuffle(order)
+            batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+            for s in range(0, len(batches), grad_accum):
+                group = batches[s : s + grad_accum]
+                step_loss = 0.0
+                for idx in group:
+                    loss = loss_fn(model, collate([examples[i] for i in idx], pad_id, device)) / len(group)
+                    if not torch.isfinite(loss):
+                        raise RwkuError(f"{desc}: the loss became {loss.item()} (diverged); lower the learning rate.")
+                    loss.backward()
+                    step_loss += loss.item()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(step_loss)
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.3f}")
+    finally:
+        bar.close()
+        model.train(was_training)
+        model.eval()
+    return losses

@@ -1,0 +1,61 @@
+"""Shared fixtures: the RWKU sample, SmolLM2 (loaded once) and the tiny random model."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from rwku_nb import models  # noqa: E402
+from rwku_nb.paths import DATA_ENV, REPO_ROOT  # noqa: E402
+
+
+def sample_dir() -> Path | None:
+    """The local RWKU sample ($RWKU_DATA or ../shared/rwku), or None."""
+    env = os.environ.get(DATA_ENV, "").strip()
+    path = Path(env) if env and env != "hub" else REPO_ROOT.parent / "shared" / "rwku"
+    path = path if path.is_absolute() else REPO_ROOT / path
+    return path.resolve() if (path / "Target").is_dir() else None
+
+
+needs_data = pytest.mark.skipif(sample_dir() is None, reason="RWKU sample not found: set RWKU_DATA")
+
+
+@pytest.fixture(scope="session")
+def rwku():
+    from rwku_nb.data import RWKU
+
+    if sample_dir() is None:
+        pytest.skip("RWKU sample not found: set RWKU_DATA")
+    return RWKU(sample_dir())
+
+
+@pytest.fixture(scope="session")
+def smol():
+    """SmolLM2-135M-Instruct on CPU in fp32, shared by the session (do not train it)."""
+    return models.load_model(models.SMOLLM2, device="cpu")
+
+
+@pytest.fixture
+def tiny():
+    """A fresh tiny random model of SmolLM2's architecture (tests may change it)."""
+    return models.load_model(models.TINY, device="cpu")
+
+
+@pytest.fixture
+def tmp_store(tmp_path, monkeypatch):
+    """Isolated results, figures and cache directories."""
+    from rwku_nb import paths
+
+    monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(paths.FIGURES_ENV, str(tmp_path / "figures"))
+    cache = tmp_path / "cache"
+    # Keep the dequantized SmolLM2 where it is (building it costs ~20 s); isolate everything else.
+    if (models.smollm2_dir(build=False) / "config.json").is_file():
+        (cache / "models").mkdir(parents=True)
+        src = models.smollm2_dir(build=False)
+        (cache / "models" / src.name).symlink_to(src)
+    monkeypatch.setenv(paths.CACHE_ENV, str(cache))
+    return tmp_path

@@ -1,0 +1,67 @@
+"""Profiles: every file validates, notebooks take every key, bad keys and types fail clearly."""
+import json
+from pathlib import Path
+
+import pytest
+
+from rwku_nb.config import DEFAULTS, PARAMS_DIR, load_profile, make_params
+from rwku_nb.errors import RwkuError
+
+PROFILES = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+
+
+def test_profiles_exist():
+    assert {"cpu-smoke", "cpu", "gpu-llama3-8b", "gpu-phi3-mini"} <= set(PROFILES)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_is_valid_and_named_after_its_file(profile):
+    p = load_profile(profile)
+    assert p["profile"] == profile
+
+
+@pytest.mark.parametrize("nb", sorted((PARAMS_DIR.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+def test_notebook_parameters_cell_holds_every_profile_key(nb):
+    cells = json.loads(Path(nb).read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    names = {line.split("=")[0].strip() for line in "".join(tagged[0]["source"]).splitlines() if "=" in line}
+    for profile in PROFILES:
+        keys = set(load_profile(profile)) & set(DEFAULTS)
+        assert keys <= names, f"{nb.name} lacks {sorted(keys - names)} of params/{profile}.yaml"
+
+
+def test_gpu_profiles_carry_the_paper_hyperparameters():
+    p = load_profile("gpu-llama3-8b")
+    assert p["hparams"]["ga"]["full"] == {"lr": 6e-8, "epochs": 3, "batch_size": 8}
+    assert p["hparams"]["npo"]["lora"]["lr"] == 5e-5
+    assert p["npo_beta"] == 0.2 and p["max_new_tokens"] == 30 and p["dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"modle": "x"}, "unknown key.*'modle'"),
+    ({"seed": "zero"}, "'seed' has value 'zero' of type str; expected int"),
+    ({"seed": True}, "'seed'"),
+    ({"methods": ["ga", "forgetting"]}, "unknown method 'forgetting'"),
+    ({"variants": ["qlora"]}, "'variants' has value 'qlora'"),
+    ({"scorer": "bleu"}, "'scorer' has value 'bleu'"),
+    ({"hparams": {"ga": {"full": {"lr": "fast"}}}}, r"hparams.ga.full.lr: got 'fast'; expected a number"),
+    ({"hparams": {"ga": {"full": {"learning_rate": 1}}}}, r"hparams.ga.full has unknown key"),
+    ({"hparams": {"icu": {"full": {"lr": 1}}}}, "not a trained method"),
+])
+def test_bad_parameters(values, message):
+    with pytest.raises(RwkuError, match=message):
+        make_params(values, source="params/x.yaml")
+
+
+def test_yaml_exponent_without_dot_is_read_as_number():
+    assert make_params({"hparams": {"ga": {"full": {"lr": "6e-8"}}}})["hparams"]["ga"]["full"]["lr"] == 6e-8
+
+
+def test_missing_and_broken_profile_files(tmp_path):
+    with pytest.raises(RwkuError, match="Known profiles: .*cpu-smoke"):
+        load_profile("no-such-profile")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(RwkuError, match="bad.yaml: not valid YAML"):
+        load_profile(str(bad))

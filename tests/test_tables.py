@@ -1,0 +1,46 @@
+"""Table 1 is a faithful view of the tidy rows: means over targets, paper layout, files written."""
+import math
+
+import pandas as pd
+import pytest
+
+from rwku_nb import tables
+
+
+def _rows():
+    rows = []
+    for target, (fb, nb_all, loss) in {1: (10.0, 80.0, 250.0), 2: (30.0, 60.0, 270.0)}.items():
+        for method, variant in (("before", "none"), ("ga", "lora")):
+            shift = 0 if method == "before" else -5
+            for metric, value in (("forget_fb", fb + shift), ("neighbor_all", nb_all), ("mia_fm_loss", loss)):
+                rows.append({"model": "m", "method": method, "variant": variant, "target_index": target,
+                             "target": str(target), "metric": metric, "value": value, "n": 3})
+    return pd.DataFrame(rows)
+
+
+def test_table1_means_over_targets_in_paper_layout():
+    t = tables.table1(_rows())
+    assert list(t.index) == ["Before", "GA LoRA"]  # paper row order
+    assert t.loc["Before", ("Forget", "FB")] == 20.0  # (10 + 30) / 2
+    assert t.loc["GA LoRA", ("Forget", "FB")] == 15.0
+    assert t.loc["Before", ("Neighbor", "All")] == 70.0
+    assert t.loc["Before", ("MIA", "FM")] == 260.0
+    assert math.isnan(t.loc["Before", ("Forget", "QA")])  # not measured -> NaN, never 0
+    assert tables.n_targets(_rows()).to_dict() == {"Before": 2, "GA LoRA": 2}
+
+
+def test_paper_table_and_side_by_side():
+    paper = tables.paper_table1()
+    assert paper.loc["Before", ("Forget", "All")] == 79.6
+    assert paper.loc["NPO Full", ("MIA", "FM")] == 278.9
+    both = tables.beside_paper(tables.table1(_rows()), "ours")
+    assert ("Paper, LLaMA3-8B-Instruct", "GA LoRA") in both.index
+    assert both.loc[("Paper, LLaMA3-8B-Instruct", "GA LoRA"), ("Forget", "FB")] == 67.0
+
+
+def test_write_table(tmp_store):
+    paths = tables.write_table(tables.table1(_rows()), "table1_test")
+    csv = paths["csv"].read_text()
+    assert csv.splitlines()[0].startswith("Method,Forget FB,Forget QA")
+    assert "GA LoRA,15.0" in csv
+    assert "| Before" in paths["md"].read_text()
