@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 # RWKU data: a local copy in the official layout if one sits beside the repo, else the hub.
 RWKU_DATA ?= $(if $(wildcard ../shared/rwku/Target),$(abspath ../shared/rwku),hub)
 export RWKU_DATA
-export MPLBACKEND := Agg
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 CI_PROFILE := cpu-smoke
 

@@ -63,3 +63,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_json(path: Path, obj) -> None:
     """`atomic_write_text` of `obj` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+
+
+def shown(path: Path) -> str:
+    """A path as notebooks print it: relative to the repository when inside it (stable across clones)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

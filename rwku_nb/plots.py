@@ -1,13 +1,13 @@
-"""Figures, headless (Agg) and seaborn-styled; every figure is saved under figures/."""
+"""Figures, seaborn-styled; every figure is saved under figures/.
+
+No backend is forced: Jupyter shows figures inline, and without a display matplotlib falls back to Agg.
+"""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .paths import figures_dir  # noqa: E402
+from .paths import figures_dir, shown
 
 
 def forget_vs_neighbor(table, title: str = ""):
@@ -32,4 +32,4 @@ def save(fig, name: str) -> str:
     """Save a figure as figures/<name>.png (fixed dpi and metadata, so reruns are byte-stable)."""
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, dpi=120, metadata={"Software": None})
-    return str(path)
+    return shown(path)

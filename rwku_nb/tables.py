@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .methods import METHODS
-from .paths import atomic_write_text, figures_dir
+from .paths import atomic_write_text, figures_dir, shown
 
 # (group, column) -> metric name in the results store.
 TABLE1_COLUMNS = {
@@ -84,14 +84,14 @@ def to_markdown(table: pd.DataFrame, decimals: int = 1) -> str:
     return flat.round(decimals).to_markdown(floatfmt=f".{decimals}f") + "\n"
 
 
-def write_table(table: pd.DataFrame, name: str, decimals: int = 1) -> dict:
-    """Write `figures/<name>.csv` and `.md` (atomically); returns the two paths."""
+def write_table(table: pd.DataFrame, name: str, decimals: int = 1) -> list[str]:
+    """Write `figures/<name>.csv` and `.md` (atomically); returns the two paths as shown to users."""
     base = figures_dir() / name
     flat = table.copy()
     flat.columns = [f"{g} {c}" for g, c in flat.columns]
     atomic_write_text(base.with_suffix(".csv"), flat.round(decimals).to_csv(float_format=f"%.{decimals}f"))
     atomic_write_text(base.with_suffix(".md"), to_markdown(table, decimals))
-    return {"csv": base.with_suffix(".csv"), "md": base.with_suffix(".md")}
+    return [shown(base.with_suffix(".csv")), shown(base.with_suffix(".md"))]
 
 
 def beside_paper(table: pd.DataFrame, label: str) -> pd.DataFrame:

@@ -39,8 +39,9 @@ def test_paper_table_and_side_by_side():
 
 
 def test_write_table(tmp_store):
-    paths = tables.write_table(tables.table1(_rows()), "table1_test")
-    csv = paths["csv"].read_text()
+    csv_name, md_name = tables.write_table(tables.table1(_rows()), "table1_test")
+    assert csv_name.endswith("table1_test.csv") and md_name.endswith("table1_test.md")
+    csv = (tmp_store / "figures" / "table1_test.csv").read_text()
     assert csv.splitlines()[0].startswith("Method,Forget FB,Forget QA")
     assert "GA LoRA,15.0" in csv
-    assert "| Before" in paths["md"].read_text()
+    assert "| Before" in (tmp_store / "figures" / "table1_test.md").read_text()
