@@ -44,7 +44,7 @@ unit: venv
 
 nbval: venv
 	TQDM_DISABLE=1 $(PY) -m pytest -q --nbval --nbval-current-env \
-	  --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
 
 bench: venv
 	$(PY) -m rwku_nb.bench
