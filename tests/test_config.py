@@ -25,7 +25,8 @@ def test_notebook_parameters_cell_holds_every_profile_key(nb):
     cells = json.loads(Path(nb).read_text())["cells"]
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
-    names = {line.split("=")[0].strip() for line in "".join(tagged[0]["source"]).splitlines() if "=" in line}
+    source = "".join(tagged[0]["source"]).replace(";", "\n")
+    names = {line.split("=")[0].strip() for line in source.splitlines() if "=" in line}
     for profile in PROFILES:
         keys = set(load_profile(profile)) & set(DEFAULTS)
         assert keys <= names, f"{nb.name} lacks {sorted(keys - names)} of params/{profile}.yaml"
