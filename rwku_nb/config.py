@@ -51,6 +51,11 @@ DEFAULTS = {
     "stop": "newline",            # newline (rwku_nb) | official (parity with the official code)
     "scorer": "rwku",             # rwku (pltrdy `rouge` semantics, official) | rouge-score
     "seed": 0,
+    # Knowledge injection (rwku_nb.injection): teach the model its targets' forget/neighbor L1-L2 facts first.
+    "inject": None,               # None (real-world knowledge, RWKU's setting) or a target spec
+    "inject_lr": 3e-5,            # full fine-tuning, AdamW, answer tokens only
+    "inject_epochs": 4,
+    "inject_batch_size": 8,
 }
 
 _TYPES = {
@@ -60,7 +65,8 @@ _TYPES = {
     "grad_accum": int, "warmup_steps": int, "lora_r": int, "lora_alpha": int,
     "lora_dropout": (int, float), "lora_target_modules": list, "npo_beta": (int, float), "hparams": dict,
     "eval_batch_size": int, "mia_batch_size": int, "max_new_tokens": int, "stop": str,
-    "scorer": str, "seed": int,
+    "scorer": str, "seed": int, "inject": (str, int, list, type(None)), "inject_lr": (int, float, str),
+    "inject_epochs": int, "inject_batch_size": int,
 }
 _CHOICES = {
     "variants": ("full", "lora"),
@@ -113,6 +119,9 @@ def make_params(values: dict, source: str = "parameters") -> dict:
                 f"expected {_type_name(expected)}."
             )
         params[key] = value
+    params["inject_lr"] = _number(params["inject_lr"], float, f"{source}: key 'inject_lr'")
+    for key in ("inject_epochs", "inject_batch_size"):
+        _number(params[key], int, f"{source}: key {key!r}")
     for key, choices in _CHOICES.items():
         vals = params[key] if isinstance(params[key], list) else [params[key]]
         for v in vals:

@@ -19,6 +19,7 @@ from .metrics import (
     rouge_l_recall,
     token_statistics,
 )
+from .models import padding_id
 from .prompts import probe_prompt
 
 LEVEL_NAMES = {1: "FB", 2: "QA", 3: "AA"}
@@ -91,7 +92,7 @@ def mia_member_scores(model, tokenizer, texts: list[str], batch_size: int = 8, d
     device = next(model.parameters()).device
     encoded = [tokenizer(t)["input_ids"] for t in texts]  # = tokenizer.encode(text), as the official code
     order = sorted(range(len(texts)), key=lambda i: (len(encoded[i]), i))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = padding_id(tokenizer)
     scores: list[dict | None] = [None] * len(texts)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         rows = order[start : start + batch_size]

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from .errors import RwkuError
+from .models import padding_id
 
 STOP_MODES = ("newline", "official")
 
@@ -118,7 +119,7 @@ def greedy_generate(
     # long common prefix (run once, its key/value cache reused by every row) and little padding.
     n_global = _common_prefix_length(encoded)
     order = sorted(range(len(prompts)), key=lambda i: (encoded[i][n_global : n_global + 8], len(encoded[i]), i))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = padding_id(tokenizer)
     outputs: list[list[int]] = [[] for _ in prompts]
     bar = tqdm(total=len(prompts), desc=desc or "generate", leave=False)
     for start in range(0, len(order), batch_size):

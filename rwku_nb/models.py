@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -132,6 +132,25 @@ def load_model(
     return model, tokenizer
 
 
+def load_tokenizer(name: str | os.PathLike):
+    """The tokenizer `load_model(name)` returns, without loading any weights."""
+    from transformers import AutoTokenizer
+
+    name_str = os.fspath(name)
+    if name_str in (SMOLLM2, TINY):  # the tiny model shares SmolLM2's tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(str(smollm2_dir()))
+        _ensure_smollm2_template(tokenizer)
+    elif _looks_like_path(name_str):
+        tokenizer = AutoTokenizer.from_pretrained(str(Path(name_str).expanduser()))
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_str)
+        except OSError as e:
+            raise _hub_error(name_str, e) from e
+    _configure_padding(None, tokenizer)
+    return tokenizer
+
+
 def smollm2_dir(build: bool = True) -> Path:
     """The cached safetensors directory of SmolLM2-135M-Instruct, built once from the GGUF unless not `build`."""
     gguf = _smollm2_gguf()
@@ -139,18 +158,28 @@ def smollm2_dir(build: bool = True) -> Path:
     key = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:10]
     root = cache_dir() / "models"
     final = root / f"{SMOLLM2}-{key}"
-    if (final / "config.json").is_file() or not build:
+    if not build:
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(root, final.name)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.", suffix=".tmp"))
+    return build_once(final, lambda tmp: _build_smollm2_cache(gguf, tmp))
+
+
+def build_once(final: Path, build: Callable[[Path], None]) -> Path:
+    """Build a model directory once: `build(tmp)` writes it, then it is renamed into place atomically.
+
+    A crash leaves only a hidden temporary directory (removed after an hour), never a half-written
+    `final`; when two processes race, the first rename wins and the other's copy is discarded.
+    """
+    if (final / "config.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(final.parent, final.name)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
-        _build_smollm2_cache(gguf, tmp)
+        build(tmp)
         _fsync_dir(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
-            # Another process finished the same build first; its copy is as good as ours.
             if not (final / "config.json").is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
@@ -257,6 +286,11 @@ def describe(model: torch.nn.Module) -> str:
     return f"{arch}: {total / 1e6:.2f}M params ({trainable / 1e6:.2f}M trainable), {first.device}, {dtype}"
 
 
+def padding_id(tokenizer) -> int:
+    """The id used to pad batches: the tokenizer's pad token, else its EOS."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 # --- internals -------------------------------------------------------------------------------------
 
 
@@ -344,14 +378,18 @@ def _from_hub(name: str, dtype: torch.dtype, device_map: Any):
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
     except OSError as e:
-        # transformers reports missing repos, gated repos and offline misses all as OSError.
-        raise RwkuError(
-            f"Could not load model {name!r} from the Hugging Face hub or its local cache ({e.__class__.__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). Fixes: check the id for typos; download it first "
-            f"(`huggingface-cli download {name}`, with HF_TOKEN set for gated models); point HF_HOME at the cache "
-            f"that holds it; or pass a local directory with config.json. Built-in aliases: {SMOLLM2!r}, {TINY!r}."
-        ) from e
+        raise _hub_error(name, e) from e
     return model, tokenizer
+
+
+def _hub_error(name: str, e: OSError) -> RwkuError:
+    # transformers reports missing repos, gated repos and offline misses all as OSError.
+    return RwkuError(
+        f"Could not load model {name!r} from the Hugging Face hub or its local cache ({e.__class__.__name__}: "
+        f"{str(e).splitlines()[0] if str(e) else ''}). Fixes: check the id for typos; download it first "
+        f"(`huggingface-cli download {name}`, with HF_TOKEN set for gated models); point HF_HOME at the cache "
+        f"that holds it; or pass a local directory with config.json. Built-in aliases: {SMOLLM2!r}, {TINY!r}."
+    )
 
 
 def _tiny_random(dtype: torch.dtype):

@@ -5,6 +5,7 @@ No backend is forced: Jupyter shows figures inline, and without a display matplo
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 
 from .paths import figures_dir, shown
@@ -24,6 +25,24 @@ def forget_vs_neighbor(table, title: str = ""):
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best", frameon=True)
+    fig.tight_layout()
+    return fig
+
+
+def knowledge_bars(table, title: str = ""):
+    """Bars per probe set and level (forget FB/QA/AA, neighbor FB/QA), one colour per row of
+    `tables.knowledge_table`: what each model knows before any unlearning."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    columns = [("Forget", "FB"), ("Forget", "QA"), ("Forget", "AA"), ("Neighbor", "FB"), ("Neighbor", "QA")]
+    long = [{"probe": f"{g} {c}", "model": label, "recall": table.loc[label, (g, c)]}
+            for label in table.index for g, c in columns]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sns.barplot(data=pd.DataFrame(long), x="probe", y="recall", hue="model", ax=ax, edgecolor="black", linewidth=0.5)
+    ax.set_xlabel("")
+    ax.set_ylabel("ROUGE-L recall x100 (Before row)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper right", frameon=True)
     fig.tight_layout()
     return fig
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import models, results
+from . import injection, models, results
 from .config import load_profile, make_params
 from .corpus import generate_corpus, provided_corpus
 from .data import RWKU
@@ -34,11 +35,12 @@ def jobs(params: dict) -> list[tuple[str, str]]:
     return out
 
 
-def forget_corpus(model, tokenizer, target, params: dict) -> list[str]:
-    """The forget corpus of a target as the profile asks for it (generated zero-shot or provided)."""
+def forget_corpus(model, tokenizer, target, params: dict, label: str) -> list[str]:
+    """The forget corpus of a target as the profile asks for it (generated zero-shot by the model
+    named `label`, or provided)."""
     if params["corpus"] == "provided":
         return provided_corpus(target, "positive", params["corpus_size"])
-    return generate_corpus(model, tokenizer, target, params["model"], params["corpus_size"],
+    return generate_corpus(model, tokenizer, target, label, params["corpus_size"],
                            params["corpus_max_new_tokens"], params["corpus_batch_size"], params["seed"])
 
 
@@ -52,26 +54,46 @@ def evaluate_target(model, tokenizer, target, params: dict, icu: bool = False) -
 
 
 def run_sweep(params: dict | str, model_and_tokenizer=None):
-    """Run (or resume) a profile's sweep; returns the profile's tidy result rows as a DataFrame."""
+    """Run (or resume) a profile's sweep; returns the profile's tidy result rows as a DataFrame.
+
+    The model is the profile's base model, or its knowledge-injected version if the profile has `inject`
+    (built once and cached); `model_and_tokenizer` overrides it (tests pass a tiny model).
+    """
     params = load_profile(params) if isinstance(params, str) else make_params(params)
     data = RWKU(params["data"])
     targets = data.select(params["targets"])
+    label = injection.model_label(params)
     todo = [(t, m, v) for t in targets for m, v in jobs(params)
-            if not results.result_path(params["profile"], params["model"], m, v, t.index).exists()]
+            if not results.result_path(params["profile"], label, m, v, t.index).exists()]
     if todo:
-        model, tokenizer = model_and_tokenizer or models.load_model(params["model"], params["device"], params["dtype"])
+        if model_and_tokenizer is None:
+            model, tokenizer, label = injection.load(params)
+        else:
+            model, tokenizer = model_and_tokenizer
         original = models.snapshot_weights(model)
         for target, method, variant in tqdm(todo, desc="sweep"):
-            run_one(model, tokenizer, original, target, method, variant, params)
-    return results.load_rows(params["profile"], params["model"])
+            run_one(model, tokenizer, original, target, method, variant, params, label)
+    return results.load_rows(params["profile"], label)
 
 
-def run_one(model, tokenizer, original, target, method: str, variant: str, params: dict) -> None:
+def before_rows(params: dict | str):
+    """'Before' rows of the model as released and, if the profile injects knowledge, of the injected
+    model, with a `knowledge` column ('real-world knowledge' / 'injected knowledge')."""
+    params = load_profile(params) if isinstance(params, str) else make_params(params)
+    frames = []
+    for inject_spec in (None, params["inject"]) if params["inject"] else (None,):
+        p = {**params, "methods": ["before"], "inject": inject_spec}
+        rows = run_sweep(p).query("method == 'before'")
+        frames.append(rows.assign(knowledge=injection.knowledge(p)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_one(model, tokenizer, original, target, method: str, variant: str, params: dict, label: str) -> None:
     """Unlearn one target with one method from the original weights, evaluate, store the result."""
     spec = METHODS[method]
     models.restore_weights(model, original)
     seed_everything(params["seed"])
-    corpus = forget_corpus(model, tokenizer, target, params) if spec.trains else []
+    corpus = forget_corpus(model, tokenizer, target, params, label) if spec.trains else []
     seed_everything(params["seed"])
     ctx_model = model
     if spec.trains and variant == "lora":
@@ -89,10 +111,11 @@ def run_one(model, tokenizer, original, target, method: str, variant: str, param
         if ctx_model is not model:
             models.remove_lora(ctx_model)
         models.restore_weights(model, original)
-    meta = {"model": params["model"], "method": method, "variant": variant,
+    meta = {"model": label, "base_model": params["model"], "knowledge": injection.knowledge(params),
+            "method": method, "variant": variant,
             "target_index": target.index, "target": target.name, "profile": params["profile"],
             "corpus": params["corpus"], "corpus_size": len(corpus), "scorer": params["scorer"],
             "stop": params["stop"], "seed": params["seed"]}
     tidy = [{**{k: meta[k] for k in ("model", "method", "variant", "target_index", "target")}, **r} for r in rows]
-    path = results.result_path(params["profile"], params["model"], method, variant, target.index)
+    path = results.result_path(params["profile"], label, method, variant, target.index)
     results.save_result(path, meta, tidy, preds, ctx.info)

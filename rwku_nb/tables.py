@@ -84,14 +84,29 @@ def to_markdown(table: pd.DataFrame, decimals: int = 1) -> str:
     return flat.round(decimals).to_markdown(floatfmt=f".{decimals}f") + "\n"
 
 
-def write_table(table: pd.DataFrame, name: str, decimals: int = 1) -> list[str]:
-    """Write `figures/<name>.csv` and `.md` (atomically); returns the two paths as shown to users."""
+def write_table(table: pd.DataFrame, name: str, caption: str, decimals: int = 1) -> list[str]:
+    """Write `figures/<name>.csv` and `.md` (atomically); returns the two paths as shown to users.
+
+    `caption` says what the numbers are about (model, profile, injected vs real-world knowledge): it
+    heads the Markdown file and fills the CSV's first column, so neither file can lose it.
+    """
     base = figures_dir() / name
     flat = table.copy()
     flat.columns = [f"{g} {c}" for g, c in flat.columns]
+    flat.insert(0, "Setting", caption)
     atomic_write_text(base.with_suffix(".csv"), flat.round(decimals).to_csv(float_format=f"%.{decimals}f"))
-    atomic_write_text(base.with_suffix(".md"), to_markdown(table, decimals))
+    atomic_write_text(base.with_suffix(".md"), f"{caption}\n\n{to_markdown(table, decimals)}")
     return [shown(base.with_suffix(".csv")), shown(base.with_suffix(".md"))]
+
+
+def knowledge_table(before: pd.DataFrame, model: str) -> pd.DataFrame:
+    """What the model knows: its Before row per kind of knowledge (from `runner.before_rows`), beside
+    the paper's LLaMA3-8B-Instruct Before row."""
+    parts = {f"{model}, {kind}": table1(rows).loc["Before"] for kind, rows in before.groupby("knowledge", sort=False)}
+    parts["Paper, LLaMA3-8B-Instruct, real-world knowledge"] = paper_table1().loc["Before"]
+    out = pd.DataFrame(parts).T
+    out.index.name = "Model"
+    return out
 
 
 def beside_paper(table: pd.DataFrame, label: str) -> pd.DataFrame:

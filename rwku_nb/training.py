@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from .errors import RwkuError
+from .models import padding_id
 
 
 @dataclass
@@ -78,7 +79,7 @@ def train(model, tokenizer, examples: list[Example], loss_fn, lr: float, epochs:
     if not params:
         raise RwkuError("The model has no trainable parameters (all frozen).")
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = padding_id(tokenizer)
     steps_per_epoch = math.ceil(len(examples) / (batch_size * grad_accum))
     total = steps_per_epoch * epochs
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)

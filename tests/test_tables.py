@@ -38,10 +38,24 @@ def test_paper_table_and_side_by_side():
     assert both.loc[("Paper, LLaMA3-8B-Instruct", "GA LoRA"), ("Forget", "FB")] == 67.0
 
 
-def test_write_table(tmp_store):
-    csv_name, md_name = tables.write_table(tables.table1(_rows()), "table1_test")
+def test_write_table_carries_its_caption(tmp_store):
+    caption = "m on profile t, injected knowledge"
+    csv_name, md_name = tables.write_table(tables.table1(_rows()), "table1_test", caption)
     assert csv_name.endswith("table1_test.csv") and md_name.endswith("table1_test.md")
-    csv = (tmp_store / "figures" / "table1_test.csv").read_text()
-    assert csv.splitlines()[0].startswith("Method,Forget FB,Forget QA")
-    assert "GA LoRA,15.0" in csv
-    assert "| Before" in (tmp_store / "figures" / "table1_test.md").read_text()
+    csv = pd.read_csv(tmp_store / "figures" / "table1_test.csv")
+    assert list(csv.columns[:4]) == ["Method", "Setting", "Forget FB", "Forget QA"]
+    assert set(csv["Setting"]) == {caption}
+    assert csv.set_index("Method").loc["GA LoRA", "Forget FB"] == 15.0
+    md = (tmp_store / "figures" / "table1_test.md").read_text()
+    assert md.startswith(caption + "\n") and "| Before" in md
+
+
+def test_knowledge_table_puts_each_kind_beside_the_paper_before_row():
+    real = _rows().query("method == 'before'").assign(knowledge="real-world knowledge")
+    injected = real.assign(value=real["value"] + 50, knowledge="injected knowledge")
+    t = tables.knowledge_table(pd.concat([real, injected]), "m")
+    assert list(t.index) == ["m, real-world knowledge", "m, injected knowledge",
+                             "Paper, LLaMA3-8B-Instruct, real-world knowledge"]
+    assert t.loc["m, real-world knowledge", ("Forget", "FB")] == 20.0
+    assert t.loc["m, injected knowledge", ("Forget", "FB")] == 70.0
+    assert t.iloc[2][("Forget", "All")] == 79.6

@@ -3,6 +3,7 @@ loss = -(2/beta) * mean log sigmoid(beta * (NLL_theta - NLL_ref)), NLL summed pe
 reference = the frozen original model (its NLLs are computed once, before training)."""
 import torch
 
+from ..models import padding_id
 from ..training import collate, sequence_nll, text_examples, train
 from . import register
 
@@ -16,7 +17,7 @@ def npo_loss(model, batch, beta: float):
 @torch.no_grad()
 def reference_nll(model, tokenizer, examples) -> list[float]:
     """Summed NLL of each example under `model` as it is now (the reference)."""
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = padding_id(tokenizer)
     device = next(model.parameters()).device
     model.eval()
     return [float(sequence_nll(model, collate([e], pad_id, device))[0]) for e in examples]
