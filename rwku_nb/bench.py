@@ -4,8 +4,9 @@ timed in one run on the same model and target, with the ratio and whether the sc
 Baselines (written from the official semantics, jinzhuoran/RWKU eval/inference.py and eval_mia.py):
 - probes: HF `generate`, batch 16 in data order, greedy, 30 new tokens, a stopping criterion that fires
   only when every row of the batch hit a stop id, then each row cut at its first stop id;
-- MIA: one text per forward pass.
-Usage: python -m rwku_nb.bench [--model smollm2-135m-instruct] [--target 1] [--repeats 1]
+- MIA: one text per forward pass;
+- MMLU 5-shot: one question per forward pass (official batch size 1), argmax over " A".." D".
+Usage: python -m rwku_nb.bench [--model smollm2-135m-instruct] [--target 1] [--mmlu 40]
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .evaluate import evaluate_probes, mia_member_scores, probe_rows
 from .generation import official_stop_ids
 from .metrics import mia_scores, official_prediction, rouge_l_recall, token_statistics
 from .prompts import probe_prompt
+from .utility import MMLU_LETTERS, evaluate_mmlu, mmlu_prompt
 
 
 class _AllRowsStopped(StoppingCriteria):
@@ -70,6 +72,18 @@ def official_mia_loop(model, tokenizer, texts: list[str]) -> list[dict]:
     return out
 
 
+@torch.no_grad()
+def official_mmlu_loop(model, tokenizer, rows: list[dict]) -> list[int]:
+    """MMLU predictions one question at a time (official eval_mmlu.py with batch size 1)."""
+    device = next(model.parameters()).device
+    ids = [tokenizer.encode(" " + c, add_special_tokens=False)[-1] for c in MMLU_LETTERS]
+    out = []
+    for row in rows:
+        batch = tokenizer(mmlu_prompt(tokenizer, row), return_tensors="pt").to(device)
+        out.append(int(torch.softmax(model(**batch).logits[0, -1], -1)[ids].argmax()))
+    return out
+
+
 def _timed(fn):
     start = time.perf_counter()
     value = fn()
@@ -81,6 +95,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default=models.SMOLLM2)
     parser.add_argument("--target", default="1")
     parser.add_argument("--data", default=None, help="RWKU directory or 'hub' (default: $RWKU_DATA)")
+    parser.add_argument("--mmlu", type=int, default=40, help="MMLU questions to time (0: skip)")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     model, tokenizer = models.load_model(args.model)
@@ -112,6 +127,16 @@ def main(argv=None) -> None:
     print(f"  official-style loop (one text per forward): {t_ref:7.2f} s")
     print(f"  rwku_nb (length-sorted batches of 8):       {t:7.2f} s  speed-up {t_ref / t:5.2f}x  "
           f"max |score difference| {diff:.2e}")
+
+    if args.mmlu:
+        rows = target.utility("mmlu")[: args.mmlu]
+        ref, t_ref = _timed(lambda: official_mmlu_loop(model, tokenizer, rows))
+        (_, recs), t = _timed(lambda: evaluate_mmlu(model, tokenizer, rows, batch_size=8))
+        same = sum(r["prediction"] == p for r, p in zip(recs, ref))
+        print(f"\nMMLU 5-shot questions: {len(rows)}")
+        print(f"  official-style loop (one question per forward): {t_ref:7.2f} s")
+        print(f"  rwku_nb (batches of 8, shared few-shot prefix):  {t:7.2f} s  speed-up {t_ref / t:5.2f}x  "
+              f"identical predictions {same}/{len(rows)}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ parameters and pass them back through `make_params`, so a notebook and a profile
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -18,10 +19,23 @@ PARAMS_DIR = REPO_ROOT / "params"
 
 # Method hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and
 # hyperparameters"); CPU profiles scale them for a 135M model and a tiny corpus.
+# Method hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and
+# hyperparameters"); `batch` is the batch-target setting (full fine-tuning). DPO's official "2x4" (batch 2,
+# 4 accumulation steps) is written as its effective batch of 8. CPU profiles scale them for a 135M model.
 DEFAULT_HPARAMS = {
-    "ga": {"full": {"lr": 6e-8, "epochs": 3, "batch_size": 8}, "lora": {"lr": 1e-5, "epochs": 3, "batch_size": 8}},
-    "npo": {"full": {"lr": 2e-6, "epochs": 3, "batch_size": 16}, "lora": {"lr": 5e-5, "epochs": 3, "batch_size": 16}},
+    "ga": {"full": {"lr": 6e-8, "epochs": 3, "batch_size": 8}, "lora": {"lr": 1e-5, "epochs": 3, "batch_size": 8},
+           "batch": {"lr": 3e-8, "epochs": 2, "batch_size": 8}},
+    "ga_passage": {"full": {"lr": 1e-6, "epochs": 4, "batch_size": 4},
+                   "lora": {"lr": 2e-5, "epochs": 6, "batch_size": 4}},
+    "npo": {"full": {"lr": 2e-6, "epochs": 3, "batch_size": 16}, "lora": {"lr": 5e-5, "epochs": 3, "batch_size": 16},
+            "batch": {"lr": 1e-6, "epochs": 2, "batch_size": 16}},
+    "dpo": {"full": {"lr": 5e-6, "epochs": 3, "batch_size": 8}, "lora": {"lr": 6e-5, "epochs": 3, "batch_size": 8},
+            "batch": {"lr": 2e-6, "epochs": 2, "batch_size": 8}},
+    "rt": {"full": {"lr": 4e-7, "epochs": 3, "batch_size": 8}, "lora": {"lr": 3e-5, "epochs": 3, "batch_size": 8},
+           "batch": {"lr": 1e-7, "epochs": 1, "batch_size": 8}},
 }
+HPARAM_VARIANTS = ("full", "lora", "batch")
+_LAYERS_RE = re.compile(r"^layers-(\d+)-(\d+)$")
 
 DEFAULTS = {
     "profile": "custom",          # name used in result paths and figure names
@@ -30,10 +44,10 @@ DEFAULTS = {
     "dtype": "auto",              # auto (cuda: bfloat16, cpu: float32) | float32 | bfloat16 | float16
     "data": None,                 # local RWKU dir or "hub"; None -> env RWKU_DATA
     "targets": "1",               # index, name, range "1-5", list, or "all"
-    "methods": ["before", "icu", "ga", "npo"],
-    "variants": ["full", "lora"],  # full fine-tuning and/or LoRA (r 8, alpha 16, q_proj, v_proj)
+    "methods": ["before", "icu", "repe", "ga_passage", "ga", "dpo", "npo", "rt"],  # Table 1's thirteen rows
+    "variants": ["full", "lora"],  # full fine-tuning, LoRA (r 8, alpha 16, q_proj, v_proj), or layers-A-B
     "corpus": "generated",        # generated (zero-shot, by the model itself) | provided (positive.json)
-    "corpus_size": 8,             # number of forget texts per target
+    "corpus_size": 8,             # samples per training corpus and target (positive, negative, reject, passages)
     "corpus_max_new_tokens": 128,  # length of each generated forget text
     "corpus_batch_size": 8,
     "max_length": 512,            # training cutoff in tokens (official cutoff_len 512)
@@ -44,6 +58,11 @@ DEFAULTS = {
     "lora_dropout": 0.05,
     "lora_target_modules": ["q_proj", "v_proj"],  # RWKU's LoRA; Phi-3 fuses them into qkv_proj
     "npo_beta": 0.2,              # official NPO beta
+    "dpo_beta": 0.1,              # official DPO beta
+    "repe_alpha": 1.0,            # RepE steering weight of the Table 1 row (paper: 0.5, 1, 1.5)
+    "repe_alphas": [0.5, 1.0, 1.5],  # RepE trade-off curve points
+    "repe_layer": None,           # decoder layer RepE reads and steers; None -> the middle one
+    "curve": False,               # trade-off curves: also evaluate probes after every training epoch
     "hparams": DEFAULT_HPARAMS,   # per method, per variant: lr, epochs, batch_size
     "eval_batch_size": 32,
     "mia_batch_size": 8,
@@ -56,6 +75,13 @@ DEFAULTS = {
     "inject_lr": 3e-5,            # full fine-tuning, AdamW, answer tokens only
     "inject_epochs": 4,
     "inject_batch_size": 8,
+    # Batch-target unlearning (notebook 03): the first N of `batch_targets` unlearned at once, N in batch_sizes.
+    "batch_targets": "1-50",
+    "batch_sizes": [10, 20, 30, 40, 50],
+    "batch_methods": ["ga", "dpo", "npo", "rt"],
+    # Partial-layer training (notebook 04): full fine-tuning of decoder layers [a, b) only, per window.
+    "layer_windows": [[0, 4], [4, 8], [8, 12], [12, 16], [16, 20], [20, 24], [24, 28], [28, 32]],
+    "layer_methods": ["ga", "dpo", "npo", "rt"],
 }
 
 _TYPES = {
@@ -66,10 +92,11 @@ _TYPES = {
     "lora_dropout": (int, float), "lora_target_modules": list, "npo_beta": (int, float), "hparams": dict,
     "eval_batch_size": int, "mia_batch_size": int, "max_new_tokens": int, "stop": str,
     "scorer": str, "seed": int, "inject": (str, int, list, type(None)), "inject_lr": (int, float, str),
-    "inject_epochs": int, "inject_batch_size": int,
+    "inject_epochs": int, "inject_batch_size": int, "dpo_beta": (int, float), "repe_alpha": (int, float),
+    "repe_alphas": list, "repe_layer": (int, type(None)), "curve": bool, "batch_targets": (str, int, list),
+    "batch_sizes": list, "batch_methods": list, "layer_windows": list, "layer_methods": list,
 }
 _CHOICES = {
-    "variants": ("full", "lora"),
     "corpus": ("generated", "provided"),
     "stop": ("newline", "official"),
     "scorer": ("rwku", "rouge-score"),
@@ -127,15 +154,34 @@ def make_params(values: dict, source: str = "parameters") -> dict:
         for v in vals:
             if v not in choices:
                 raise RwkuError(f"{source}: key {key!r} has value {v!r}; expected one of {list(choices)}.")
-    for m in params["methods"]:
-        if m not in METHODS:
-            raise RwkuError(f"{source}: unknown method {m!r} in 'methods'; known methods: {sorted(METHODS)}.")
+    for v in params["variants"]:
+        if v not in ("full", "lora") and not _LAYERS_RE.match(str(v)):
+            raise RwkuError(f"{source}: key 'variants' has value {v!r}; expected 'full', 'lora' or "
+                            "'layers-A-B' (train decoder layers A..B-1 only).")
+    for key in ("methods", "batch_methods", "layer_methods"):
+        for m in params[key]:
+            if m not in METHODS:
+                raise RwkuError(f"{source}: unknown method {m!r} in {key!r}; known methods: {sorted(METHODS)}.")
+            if key != "methods" and not METHODS[m].trains:
+                raise RwkuError(f"{source}: {key!r} lists {m!r}, which trains nothing; use trained methods "
+                                f"({_trained()}).")
+    for window in params["layer_windows"]:
+        if not (isinstance(window, list) and len(window) == 2 and all(_is_int(x) for x in window)
+                and 0 <= window[0] < window[1]):
+            raise RwkuError(f"{source}: 'layer_windows' entry {window!r} must be [start, stop] with 0 <= start < stop.")
+    for size in params["batch_sizes"]:
+        if not _is_int(size) or size < 1:
+            raise RwkuError(f"{source}: 'batch_sizes' entry {size!r} must be a positive whole number.")
+    for alpha in params["repe_alphas"]:
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+            raise RwkuError(f"{source}: 'repe_alphas' entry {alpha!r} must be a number.")
     hp = copy.deepcopy(DEFAULT_HPARAMS)
     for method, per_variant in params["hparams"].items():
         if method not in METHODS or not METHODS[method].trains:
             raise RwkuError(f"{source}: hparams names {method!r}, which is not a trained method ({_trained()}).")
-        if not isinstance(per_variant, dict) or set(per_variant) - {"full", "lora"}:
-            raise RwkuError(f"{source}: hparams.{method} must map 'full'/'lora' to settings, got {per_variant!r}.")
+        if not isinstance(per_variant, dict) or set(per_variant) - set(HPARAM_VARIANTS):
+            raise RwkuError(f"{source}: hparams.{method} must map 'full'/'lora'/'batch' to settings, "
+                            f"got {per_variant!r}.")
         for variant, settings in per_variant.items():
             bad = set(settings) - {"lr", "epochs", "batch_size"}
             if bad:
@@ -145,7 +191,7 @@ def make_params(values: dict, source: str = "parameters") -> dict:
                 settings[name] = _number(value, float if name == "lr" else int,
                                          f"{source}: hparams.{method}.{variant}.{name}")
             hp.setdefault(method, {}).setdefault(variant, {}).update(settings)
-    for method in params["methods"]:
+    for method in params["methods"] + params["batch_methods"] + params["layer_methods"]:
         if METHODS[method].trains and method not in hp:
             raise RwkuError(f"{source}: method {method!r} needs hparams.{method}.full/lora (lr, epochs, batch_size).")
     params["hparams"] = hp
@@ -167,6 +213,21 @@ def _number(value, kind, where: str):
     if number <= 0:
         raise RwkuError(f"{where}: got {value!r}; expected a positive number.")
     return number
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def layer_window(variant: str) -> tuple[int, int] | None:
+    """(start, stop) of a 'layers-A-B' variant, None for full/lora/none."""
+    m = _LAYERS_RE.match(variant)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def layer_variants(params: dict) -> list[str]:
+    """The partial-layer variants of a profile's layer windows: 'layers-A-B'."""
+    return [f"layers-{a}-{b}" for a, b in params["layer_windows"]]
 
 
 def _trained() -> str:

@@ -1,6 +1,6 @@
 """Batched greedy generation where every sequence stops on its own.
 
-Two stopping modes:
+Three stopping modes:
 - "newline" (rwku_nb default): a sequence stops at EOS or at the first newline that follows some
   answer text; the prediction is the first non-empty line. This is what the RWKU protocol means by
   "stop at newline / EOS".
@@ -11,6 +11,9 @@ Two stopping modes:
   the prompt is removed by decoding prompt+completion and cutting the decoded prompt's length.
   The official loop stops a batch only when all of its rows stopped, then truncates each row at its
   first stop id; greedy rows do not depend on each other, so per-row stopping gives the same text.
+
+- "eos": a sequence stops at EOS (or an EOS id of the model's generation config) only, and the whole
+  completion is kept, decoded as in "official" (utility sets: BBH chain of thought, TriviaQA, fluency).
 
 Speed comes from sorting prompts by length (little padding), a KV cache, and dropping finished rows
 from the batch (and from the cache) at every step.
@@ -24,7 +27,7 @@ from transformers import DynamicCache
 from .errors import RwkuError
 from .models import padding_id
 
-STOP_MODES = ("newline", "official")
+STOP_MODES = ("newline", "official", "eos")
 
 
 def official_stop_ids(tokenizer) -> set[int]:
@@ -97,12 +100,13 @@ def greedy_generate(
     for i in official_stop_ids(tokenizer):
         if 0 <= i < vocab_size:
             stop_ids[i] = True
-    if stop == "newline":
+    if stop in ("newline", "eos"):
         # rwku_nb stops at EOS-like ids (not at unk, which official mode inherits by accident).
         stop_ids[:] = False
         for i in {tokenizer.eos_token_id, *(_extra_eos(model))}:
             if i is not None and 0 <= i < vocab_size:
                 stop_ids[i] = True
+    if stop == "newline":
         table = _newline_table(tokenizer, vocab_size)
     stop_ids = stop_ids.to(device)
 
@@ -223,7 +227,7 @@ def _decode(tokenizer, prompt_ids, new_ids, stop_ids, stop) -> str:
             cut = j
             break
     new_ids = new_ids[:cut]
-    if stop == "official":
+    if stop in ("official", "eos"):
         # Official: decode prompt+completion, then drop as many characters as the decoded prompt has.
         full = tokenizer.decode(list(prompt_ids) + new_ids, skip_special_tokens=True)
         prompt = tokenizer.decode(list(prompt_ids), skip_special_tokens=True)

@@ -27,7 +27,7 @@ from .errors import RwkuError
 from .paths import atomic_write_json, cache_dir
 from .prompts import probe_prompt
 from .results import slug
-from .training import Example, sequence_nll, token_count, train
+from .training import pair_examples, sft_loss, train
 
 INJECTED_SETS = (("forget", 1), ("forget", 2), ("neighbor", 1), ("neighbor", 2))
 FORMAT = 1  # bump when the pair format or training recipe changes: old caches are then not reused
@@ -47,23 +47,6 @@ def injection_pairs(tokenizer, targets) -> list[tuple[str, str]]:
         names = ", ".join(t.name for t in targets) or "(none)"
         raise RwkuError(f"No forget/neighbor level-1/2 probes to inject for targets {names}; check `inject`.")
     return pairs
-
-
-def pair_examples(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> list[Example]:
-    """Token examples whose loss covers the answer tokens only (prompt tokens masked)."""
-    out = []
-    for prompt, answer in pairs:
-        p = tokenizer(prompt)["input_ids"]
-        a = tokenizer(answer, add_special_tokens=False)["input_ids"]
-        ids = (p + a)[-max_length:]  # keep the answer whole: cut the prompt's start if too long
-        mask = ([0] * len(p) + [1] * len(a))[-max_length:]
-        out.append(Example(ids, mask))
-    return out
-
-
-def sft_loss(model, batch):
-    """Mean NLL per scored (answer) token over the batch."""
-    return sequence_nll(model, batch).sum() / token_count(batch).sum()
 
 
 def settings(params: dict) -> dict:

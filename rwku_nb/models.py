@@ -258,7 +258,7 @@ def remove_lora(peft_model) -> torch.nn.Module:
 
 def trainable_layers(model: torch.nn.Module, start: int, stop: int) -> list[str]:
     """Freeze everything except decoder layers [start, stop); return the trainable parameter names."""
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     n = len(layers)
     if not (0 <= start < stop <= n):
         raise RwkuError(
@@ -286,9 +286,33 @@ def describe(model: torch.nn.Module) -> str:
     return f"{arch}: {total / 1e6:.2f}M params ({trainable / 1e6:.2f}M trainable), {first.device}, {dtype}"
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is a device out-of-memory error (CUDA's, or a RuntimeError saying so)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+def free_memory() -> None:
+    """Return cached device memory after an out-of-memory error."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def padding_id(tokenizer) -> int:
     """The id used to pad batches: the tokenizer's pad token, else its EOS."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def decoder_layers(model: torch.nn.Module):
+    """The decoder layers (model.model.layers) of a Llama/Phi-3-style model, through a LoRA wrapper too."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = getattr(getattr(base, "model", None), "layers", None)
+    if layers is None:
+        raise RwkuError(
+            f"{type(base).__name__} has no model.layers; partial-layer training and RepE support decoder-only models "
+            "laid out like Llama/Phi-3 (model.model.layers)."
+        )
+    return layers
 
 
 # --- internals -------------------------------------------------------------------------------------
@@ -436,14 +460,3 @@ def _configure_padding(model, tokenizer) -> None:
 def _named_tensors(model: torch.nn.Module):
     yield from model.named_parameters()
     yield from model.named_buffers()
-
-
-def _decoder_layers(model: torch.nn.Module):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    layers = getattr(getattr(base, "model", None), "layers", None)
-    if layers is None:
-        raise RwkuError(
-            f"{type(base).__name__} has no model.layers; trainable_layers supports decoder-only models "
-            "laid out like Llama/Phi-3 (model.model.layers)."
-        )
-    return layers

@@ -47,6 +47,52 @@ def knowledge_bars(table, title: str = ""):
     return fig
 
 
+def tradeoff(curve, before=None, title: str = ""):
+    """Paper Fig. 3: forget 'All' vs neighbor 'All' as training goes on (epochs) or RepE's weight grows,
+    one line per method from `tables.curve_table`, starting at the Before point if given."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    curve = curve.reset_index()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    palette = sns.color_palette("tab10", max(1, curve["Method"].nunique()))
+    for (label, points), color in zip(curve.groupby("Method", sort=False), palette):
+        points = points.sort_values("value")
+        x, y = list(points["Forget All"]), list(points["Neighbor All"])
+        if before is not None:
+            x, y = [before[("Forget", "All")]] + x, [before[("Neighbor", "All")]] + y
+        ax.plot(x, y, marker="o", color=color, label=label, markersize=4)
+    if before is not None:
+        ax.scatter([before[("Forget", "All")]], [before[("Neighbor", "All")]], s=90, marker="*", color="black",
+                   label="Before", zorder=3)
+    ax.set_xlabel("Forget set, All (lower = more forgotten)")
+    ax.set_ylabel("Neighbor set, All (higher = better kept)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best", frameon=True)
+    fig.tight_layout()
+    return fig
+
+
+def by_group(table, level: str, kind: str = "line", title: str = ""):
+    """Forget and neighbor 'All' per method against one index level of `table` (paper Fig. 5: number of
+    targets, lines; Fig. 7: trained layers, bars)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    long = table[[("Forget", "All"), ("Neighbor", "All")]].copy()
+    long.columns = ["Forget All", "Neighbor All"]
+    long = long.reset_index().melt(id_vars=list(table.index.names), var_name="set", value_name="score")
+    long[level] = long[level].astype(str)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, (name, part) in zip(axes, long.groupby("set", sort=False)):
+        plot = sns.lineplot if kind == "line" else sns.barplot
+        extra = {"marker": "o"} if kind == "line" else {"edgecolor": "black", "linewidth": 0.5}
+        plot(data=part, x=level, y="score", hue="Method", ax=ax, **extra)
+        ax.set_title(name)
+        ax.set_ylabel("ROUGE-L recall x100")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=7, frameon=True)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, name: str) -> str:
     """Save a figure as figures/<name>.png (fixed dpi and metadata, so reruns are byte-stable)."""
     path = figures_dir() / f"{name}.png"

@@ -1,7 +1,9 @@
 """The results store: one atomically written JSON file per finished (method, variant, target).
 
-Each file holds tidy rows (model, method, variant, target, metric, value, n), the per-probe
+Each file holds tidy rows (model, setting, method, variant, target, metric, value, n), the per-probe
 predictions and what the method recorded (e.g. training losses). A rerun skips finished files.
+Settings: "single" (single-target, Table 1), "epoch-K" (a single-target run evaluated after epoch K, for
+trade-off curves), "alpha-A" (RepE with weight A), "batch-N" (N targets unlearned at once).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import pandas as pd
 from .errors import RwkuError
 from .paths import atomic_write_json, results_dir
 
-COLUMNS = ["model", "method", "variant", "target_index", "target", "metric", "value", "n"]
+COLUMNS = ["model", "setting", "method", "variant", "target_index", "target", "metric", "value", "n"]
+SINGLE = "single"
 
 
 def slug(text: str) -> str:
@@ -22,9 +25,10 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def result_path(profile: str, model: str, method: str, variant: str, target_index: int) -> Path:
-    """Where the result of one (model, method, variant, target) lives."""
-    return results_dir(profile) / slug(model) / f"{method}-{variant}" / f"target_{target_index:03d}.json"
+def result_path(profile: str, model: str, method: str, variant: str, target_index: int,
+                setting: str = SINGLE) -> Path:
+    """Where the result of one (model, setting, method, variant, target) lives."""
+    return results_dir(profile) / slug(model) / setting / f"{method}-{variant}" / f"target_{target_index:03d}.json"
 
 
 def save_result(path: Path, meta: dict, rows: list[dict], predictions: list[dict], info: dict) -> None:
@@ -44,22 +48,23 @@ def read_result(path: Path) -> dict:
 
 def load_rows(profile: str, model: str | None = None) -> pd.DataFrame:
     """All tidy rows of a profile's store (optionally one model), sorted for stable tables."""
-    root = results_dir(profile)
-    pattern = f"{slug(model)}/*/*.json" if model else "*/*/*.json"
-    rows = [row for path in sorted(root.glob(pattern)) for row in read_result(path)["rows"]]
+    rows = [row for path in _files(profile, model) for row in read_result(path)["rows"]]
     df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.sort_values(["model", "method", "variant", "target_index", "metric"], kind="stable").reset_index(drop=True)
+    order = ["model", "setting", "method", "variant", "target_index", "metric"]
+    return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _files(profile: str, model: str | None) -> list[Path]:
+    return sorted(results_dir(profile).glob(f"{slug(model) if model else '*'}/*/*/*.json"))
 
 
 def load_predictions(profile: str, model: str | None = None) -> pd.DataFrame:
     """Per-probe predictions of every stored result, one row per (method, variant, target, probe)."""
-    root = results_dir(profile)
-    pattern = f"{slug(model)}/*/*.json" if model else "*/*/*.json"
     frames = []
-    for path in sorted(root.glob(pattern)):
+    for path in _files(profile, model):
         data = read_result(path)
         df = pd.DataFrame(data["predictions"])
-        for key in ("model", "method", "variant", "target_index", "target"):
+        for key in ("model", "setting", "method", "variant", "target_index", "target"):
             df.insert(0, key, data["meta"][key])
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,7 +1,15 @@
-"""The single-target sweep: for every target, every (method, variant) starts from the original
-weights, unlearns, and is evaluated; each finished result is stored at once, and a rerun skips it."""
+"""The sweeps. Every job starts from the original weights, unlearns, is evaluated, and is stored at once
+as one result file per evaluated target; a rerun skips finished jobs.
+
+- `run_sweep`: single-target (Table 1): every target x (method, variant); with `curve`, trained methods
+  are also evaluated after every epoch and RepE at every `repe_alphas` weight (trade-off curves).
+- `run_batch`: batch-target: the first N of `batch_targets` unlearned together, every one evaluated.
+- `run_layers`: partial-layer: `run_sweep` with the variants 'layers-A-B' of `layer_windows`.
+- `before_rows`: the Before rows of the model as released and of its knowledge-injected version.
+"""
 from __future__ import annotations
 
+import copy
 import random
 
 import numpy as np
@@ -10,11 +18,14 @@ import torch
 from tqdm.auto import tqdm
 
 from . import injection, models, results
-from .config import load_profile, make_params
+from .config import layer_variants, layer_window, load_profile, make_params
 from .corpus import generate_corpus, provided_corpus
 from .data import RWKU
+from .errors import RwkuError
 from .evaluate import evaluate_mia, evaluate_probes, summarize_probes
 from .methods import METHODS, Context
+from .training import Diverged
+from .results import SINGLE
 
 
 def seed_everything(seed: int) -> None:
@@ -24,98 +35,235 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def jobs(params: dict) -> list[tuple[str, str]]:
-    """(method, variant) pairs of a profile; untrained methods have the single variant 'none'."""
+def jobs(methods: list[str], variants: list[str]) -> list[tuple[str, str]]:
+    """(method, variant) pairs; methods that train nothing have the single variant 'none'."""
     out = []
-    for method in params["methods"]:
-        if METHODS[method].trains:
-            out += [(method, v) for v in params["variants"]]
-        else:
-            out.append((method, "none"))
+    for method in methods:
+        out += [(method, v) for v in variants] if METHODS[method].trains else [(method, "none")]
     return out
 
 
-def forget_corpus(model, tokenizer, target, params: dict, label: str) -> list[str]:
-    """The forget corpus of a target as the profile asks for it (generated zero-shot by the model
-    named `label`, or provided)."""
+def training_corpus(model, tokenizer, target, kind: str, params: dict, label: str) -> list:
+    """One training corpus of a target (at most `corpus_size` samples): its Wikipedia passages, or
+    positive/negative/reject samples generated zero-shot by the model named `label` (call before
+    unlearning) or read from the provided files."""
+    if kind == "passage":
+        texts = [r["text"] for r in target.passages]
+        if not texts:
+            raise RwkuError(f"Target {target.index} ({target.name}) has no passage.json: GA* (ga_passage) needs "
+                            "its Wikipedia passages. Drop ga_passage from the methods or pick a target that has them.")
+        return texts[: params["corpus_size"]]  # the official GA* uses them all; corpus_size caps CPU runs
     if params["corpus"] == "provided":
-        return provided_corpus(target, "positive", params["corpus_size"])
-    return generate_corpus(model, tokenizer, target, label, params["corpus_size"],
+        return provided_corpus(target, kind, params["corpus_size"])
+    return generate_corpus(model, tokenizer, target, label, kind, params["corpus_size"],
                            params["corpus_max_new_tokens"], params["corpus_batch_size"], params["seed"])
 
 
-def evaluate_target(model, tokenizer, target, params: dict, icu: bool = False) -> tuple[list[dict], list[dict]]:
+def evaluate_target(model, tokenizer, target, params: dict, icu: bool = False,
+                    mia: bool = True) -> tuple[list[dict], list[dict]]:
     """(metric rows, per-probe predictions) of one target under the profile's evaluation settings."""
     preds = evaluate_probes(model, tokenizer, target, icu=icu, batch_size=params["eval_batch_size"],
                             max_new_tokens=params["max_new_tokens"], stop=params["stop"])
     rows = summarize_probes(preds, params["scorer"])
-    rows += evaluate_mia(model, tokenizer, target, icu=icu, batch_size=params["mia_batch_size"])
+    if mia:
+        rows += evaluate_mia(model, tokenizer, target, icu=icu, batch_size=params["mia_batch_size"])
     return rows, preds
 
 
-def run_sweep(params: dict | str, model_and_tokenizer=None):
-    """Run (or resume) a profile's sweep; returns the profile's tidy result rows as a DataFrame.
+def run_sweep(params: dict | str, model_and_tokenizer=None, mia: bool = True) -> pd.DataFrame:
+    """Run (or resume) a profile's single-target sweep; returns the profile's tidy rows for its model.
 
     The model is the profile's base model, or its knowledge-injected version if the profile has `inject`
-    (built once and cached); `model_and_tokenizer` overrides it (tests pass a tiny model).
+    (built once and cached); `model_and_tokenizer` overrides it (tests pass a tiny model). `mia=False`
+    skips membership inference (partial-layer figures need only the probes).
     """
-    params = load_profile(params) if isinstance(params, str) else make_params(params)
-    data = RWKU(params["data"])
-    targets = data.select(params["targets"])
+    params = _params(params)
+    targets = RWKU(params["data"]).select(params["targets"])
     label = injection.model_label(params)
-    todo = [(t, m, v) for t in targets for m, v in jobs(params)
+    todo = [(t, m, v) for t in targets for m, v in jobs(params["methods"], params["variants"])
             if not results.result_path(params["profile"], label, m, v, t.index).exists()]
     if todo:
-        if model_and_tokenizer is None:
-            model, tokenizer, label = injection.load(params)
-        else:
-            model, tokenizer = model_and_tokenizer
+        model, tokenizer, label = _load(params, model_and_tokenizer, label)
         original = models.snapshot_weights(model)
         for target, method, variant in tqdm(todo, desc="sweep"):
-            run_one(model, tokenizer, original, target, method, variant, params, label)
+            run_job(model, tokenizer, original, [target], method, variant, params, label, SINGLE, mia=mia)
     return results.load_rows(params["profile"], label)
 
 
-def before_rows(params: dict | str):
+def run_batch(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
+    """Batch-target unlearning: for every N in `batch_sizes`, the first N of `batch_targets` unlearned
+    at once by each of `batch_methods` (full fine-tuning), then each of the N targets evaluated (probes)."""
+    params = _params(params)
+    pool = RWKU(params["data"]).select(params["batch_targets"])
+    if max(params["batch_sizes"]) > len(pool):
+        raise RwkuError(f"batch_sizes goes up to {max(params['batch_sizes'])} targets but batch_targets "
+                        f"{params['batch_targets']!r} holds {len(pool)}; shrink batch_sizes or widen batch_targets.")
+    label = injection.model_label(params)
+    todo = [(n, m) for n in params["batch_sizes"] for m in params["batch_methods"]
+            if not all(results.result_path(params["profile"], label, m, "full", t.index, f"batch-{n}").exists()
+                       for t in pool[:n])]
+    if todo:
+        model, tokenizer, label = _load(params, model_and_tokenizer, label)
+        original = models.snapshot_weights(model)
+        for n, method in tqdm(todo, desc="batch-target"):
+            run_job(model, tokenizer, original, pool[:n], method, "full", params, label, f"batch-{n}", mia=False)
+    return results.load_rows(params["profile"], label)
+
+
+def run_layers(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
+    """Partial-layer unlearning: each of `layer_methods` trains only the decoder layers of each window
+    in `layer_windows` (variants 'layers-A-B'), on every target; probes evaluated, no MIA."""
+    params = _params(params)
+    p = {**params, "methods": params["layer_methods"], "variants": layer_variants(params)}
+    return run_sweep(p, model_and_tokenizer, mia=False)
+
+
+def before_rows(params: dict | str) -> pd.DataFrame:
     """'Before' rows of the model as released and, if the profile injects knowledge, of the injected
     model, with a `knowledge` column ('real-world knowledge' / 'injected knowledge')."""
-    params = load_profile(params) if isinstance(params, str) else make_params(params)
+    params = _params(params)
     frames = []
     for inject_spec in (None, params["inject"]) if params["inject"] else (None,):
         p = {**params, "methods": ["before"], "inject": inject_spec}
-        rows = run_sweep(p).query("method == 'before'")
+        rows = run_sweep(p).query("method == 'before' and setting == @SINGLE")
         frames.append(rows.assign(knowledge=injection.knowledge(p)))
     return pd.concat(frames, ignore_index=True)
 
 
-def run_one(model, tokenizer, original, target, method: str, variant: str, params: dict, label: str) -> None:
-    """Unlearn one target with one method from the original weights, evaluate, store the result."""
+def run_job(model, tokenizer, original, targets: list, method: str, variant: str, params: dict, label: str,
+            setting: str, mia: bool = True) -> None:
+    """Unlearn `targets` (one, or several at once) with one method from the original weights, evaluate
+    each target, store one result per target; with `curve`, also the per-epoch / per-alpha points.
+
+    Faults: a NaN or infinite training loss stores a 'diverged' result (metric `diverged`, n = the step)
+    and returns, so the sweep goes on; a device out-of-memory error restarts the job from the original
+    weights with every batch halved (gradient accumulation doubled, so the effective training batch
+    stays), down to batch size 1.
+    """
+    while True:
+        try:
+            return _run_job_once(model, tokenizer, original, targets, method, variant, params, label, setting, mia)
+        except Diverged as e:
+            for t in targets:
+                _save(params, label, setting, method, variant, t, [{"metric": "diverged", "value": 1.0, "n": e.step}],
+                      [], {"diverged": {"step": e.step, "loss": e.loss}}, [])
+            tqdm.write(f"{method} {variant} diverged at step {e.step}; recorded, going on.")
+            return
+        except Exception as e:
+            if not models.is_out_of_memory(e):
+                raise
+            models.free_memory()
+            smaller = _halved(params, method)
+            if smaller is None:
+                raise RwkuError(f"{method} {variant}: out of device memory even with every batch at 1. Use LoRA, "
+                                "a smaller max_length, or a device with more memory.") from e
+            tqdm.write(f"{method} {variant}: out of memory; retrying with batches halved.")
+            params = smaller
+
+
+def _halved(params: dict, method: str) -> dict | None:
+    """`params` with evaluation and `method`'s training batches halved (accumulation doubled), or None
+    when every batch is already 1."""
+    p = copy.deepcopy(params)
+    changed = False
+    for key in ("eval_batch_size", "mia_batch_size"):
+        if p[key] > 1:
+            p[key], changed = p[key] // 2, True
+    per = p["hparams"].get(method, {})
+    if any(v["batch_size"] > 1 for v in per.values()):
+        for v in per.values():
+            v["batch_size"] = max(1, v["batch_size"] // 2)
+        p["grad_accum"] *= 2
+        changed = True
+    return p if changed else None
+
+
+def _run_job_once(model, tokenizer, original, targets: list, method: str, variant: str, params: dict,
+                  label: str, setting: str, mia: bool) -> None:
     spec = METHODS[method]
     models.restore_weights(model, original)
     seed_everything(params["seed"])
-    corpus = forget_corpus(model, tokenizer, target, params, label) if spec.trains else []
+    corpora = [{kind: training_corpus(model, tokenizer, t, kind, params, label) for kind in spec.corpora}
+               for t in targets]
     seed_everything(params["seed"])
-    ctx_model = model
-    if spec.trains and variant == "lora":
-        ctx_model = models.add_lora(model, params["lora_r"], params["lora_alpha"], params["lora_dropout"],
-                                   tuple(params["lora_target_modules"]))
-    elif spec.trains:
-        for p in model.parameters():
-            p.requires_grad_(True)
-    ctx = Context(ctx_model, tokenizer, target, corpus, params, variant)
+    curve = params["curve"] and setting == SINGLE and not layer_window(variant)  # Table 1 runs only
+
+    def evaluate_all(m, how: dict, with_mia: bool) -> dict:
+        return {t.index: evaluate_target(m, tokenizer, t, params, icu=how.get("icu", False), mia=with_mia)
+                for t in targets}
+
+    def store(at_setting: str, evaluated: dict, info: dict) -> None:
+        for t in targets:
+            _save(params, label, at_setting, method, variant, t, *evaluated[t.index], info, corpora)
+
+    ctx_model = _prepare(model, variant, params) if spec.trains else model
+
+    def on_epoch_end(epoch):
+        store(f"epoch-{epoch}", evaluate_all(ctx_model, {}, False), {"epoch": epoch})
+
+    ctx = Context(ctx_model, tokenizer, targets, corpora, params, variant, on_epoch_end if curve else None)
+    how = {}
     try:
         how = spec.run(ctx)
         ctx_model.eval()
-        rows, preds = evaluate_target(ctx_model, tokenizer, target, params, icu=how.get("icu", False))
+        evaluated = evaluate_all(ctx_model, how, mia)
+        if curve and "vector" in how:
+            _steering_curve(ctx_model, how, params, store, evaluate_all)
     finally:
+        if "detach" in how:
+            how["detach"]()
         if ctx_model is not model:
             models.remove_lora(ctx_model)
         models.restore_weights(model, original)
+    store(setting, evaluated, ctx.info)
+
+
+def _steering_curve(model, how: dict, params: dict, store, evaluate_all) -> None:
+    """RepE trade-off points: the same control vector added at each weight of `repe_alphas`."""
+    from .methods import repe
+
+    how["detach"]()  # the Table 1 weight's hook; each point attaches its own
+    for alpha in params["repe_alphas"]:
+        handle = repe.attach(model, how["vector"], how["layer"], alpha)
+        try:
+            evaluated = evaluate_all(model, {}, False)
+        finally:
+            handle.remove()
+        store(f"alpha-{alpha:g}", evaluated, {"alpha": alpha})
+
+
+def _prepare(model, variant: str, params: dict):
+    """The model a trained method changes: LoRA-wrapped, partially frozen ('layers-A-B') or all trainable."""
+    if variant == "lora":
+        return models.add_lora(model, params["lora_r"], params["lora_alpha"], params["lora_dropout"],
+                               tuple(params["lora_target_modules"]))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    window = layer_window(variant)
+    if window:
+        models.trainable_layers(model, *window)
+    return model
+
+
+def _save(params, label, setting, method, variant, target, rows, preds, info, corpora) -> None:
     meta = {"model": label, "base_model": params["model"], "knowledge": injection.knowledge(params),
-            "method": method, "variant": variant,
+            "setting": setting, "method": method, "variant": variant,
             "target_index": target.index, "target": target.name, "profile": params["profile"],
-            "corpus": params["corpus"], "corpus_size": len(corpus), "scorer": params["scorer"],
-            "stop": params["stop"], "seed": params["seed"]}
-    tidy = [{**{k: meta[k] for k in ("model", "method", "variant", "target_index", "target")}, **r} for r in rows]
-    path = results.result_path(params["profile"], label, method, variant, target.index)
-    results.save_result(path, meta, tidy, preds, ctx.info)
+            "corpus": params["corpus"],
+            "corpus_sizes": {kind: sum(len(c[kind]) for c in corpora) for kind in (corpora[0] if corpora else {})},
+            "diverged": "diverged" in info,
+            "scorer": params["scorer"], "stop": params["stop"], "seed": params["seed"]}
+    keys = ("model", "setting", "method", "variant", "target_index", "target")
+    tidy = [{**{k: meta[k] for k in keys}, **r} for r in rows]
+    path = results.result_path(params["profile"], label, method, variant, target.index, setting)
+    results.save_result(path, meta, tidy, preds, info)
+
+
+def _params(params: dict | str) -> dict:
+    return load_profile(params) if isinstance(params, str) else make_params(params)
+
+
+def _load(params: dict, model_and_tokenizer, label: str):
+    if model_and_tokenizer is None:
+        return injection.load(params)
+    return (*model_and_tokenizer, label)

@@ -6,6 +6,7 @@ import pandas as pd
 
 from .methods import METHODS
 from .paths import atomic_write_text, figures_dir, shown
+from .results import SINGLE
 
 # (group, column) -> metric name in the results store.
 TABLE1_COLUMNS = {
@@ -42,24 +43,102 @@ def method_label(method: str, variant: str) -> str:
 
 
 def _row_order(labels) -> list[str]:
+    # The paper's row order; unknown labels after it, alphabetically.
     paper = list(PAPER_TABLE1_LLAMA3)
     return sorted(labels, key=lambda x: (paper.index(x) if x in paper else len(paper), x))
 
 
 def table1(rows: pd.DataFrame) -> pd.DataFrame:
-    """Paper Table 1 layout: per method row, mean over targets of each column (NaN where unmeasured)."""
-    if rows.empty:
-        return pd.DataFrame(columns=pd.MultiIndex.from_tuples(TABLE1_COLUMNS))
-    df = rows.copy()
-    df["label"] = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
-    # Mean over targets: each target counts once, as in the paper's averages over 100 targets.
-    wide = df.pivot_table(index="label", columns="metric", values="value", aggfunc="mean")
-    out = pd.DataFrame(index=_row_order(wide.index), columns=pd.MultiIndex.from_tuples(TABLE1_COLUMNS),
-                       dtype=float)
+    """Paper Table 1 layout: per method row, mean over targets of each column (NaN where unmeasured).
+
+    Only single-target results with the Full/LoRA variants (or none) count; curve points, batch-target
+    and partial-layer runs have their own tables.
+    """
+    df = rows[(rows["setting"] == SINGLE) & rows["variant"].isin(list(VARIANT_LABELS))] if len(rows) else rows
+    out = _wide(df, lambda d: [method_label(m, v) for m, v in zip(d["method"], d["variant"])], "Method")
+    return out.loc[_row_order(out.index)]
+
+
+def table1_ci(rows: pd.DataFrame, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Percentile-bootstrap confidence intervals over targets for every Table 1 cell, as text
+    'mean [low, high]': targets are resampled with replacement (seeded), each resample's mean taken."""
+    df = rows[(rows["setting"] == SINGLE) & rows["variant"].isin(list(VARIANT_LABELS))]
+    means = table1(rows)
+    out = pd.DataFrame(index=means.index, columns=means.columns, dtype=object)
+    rng = np.random.default_rng(seed)
+    labels = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
+    by_cell = df.assign(_label=labels).groupby(["_label", "metric"])["value"]
+    for (label, metric), values in by_cell:
+        col = next((c for c, m in TABLE1_COLUMNS.items() if m == metric), None)
+        if col is None or label not in out.index:
+            continue
+        v = values.to_numpy(dtype=float)
+        boot = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+        low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+        out.loc[label, col] = f"{v.mean():.1f} [{low:.1f}, {high:.1f}]"
+    return out
+
+
+def batch_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Batch-target results (paper Fig. 5): per (method, number of targets unlearned at once), the mean
+    over those targets of each probe column."""
+    df = rows[rows["setting"].str.startswith("batch-")]
+    out = _wide(df, lambda d: list(zip([method_label(m, "") for m in d["method"]],
+                                       d["setting"].str.removeprefix("batch-").astype(int))), ["Method", "Targets"])
+    return out.drop(columns="MIA", level=0, errors="ignore").sort_index()
+
+
+def layer_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Partial-layer results (paper Fig. 7): per (method, trained layer window), mean over targets."""
+    df = rows[(rows["setting"] == SINGLE) & rows["variant"].str.startswith("layers-")]
+    windows = lambda d: [tuple(int(x) for x in v.split("-")[1:]) for v in d["variant"]]  # noqa: E731
+    out = _wide(df, lambda d: list(zip([method_label(m, "") for m in d["method"]],
+                                       [f"{a}-{b - 1}" for a, b in windows(d)],
+                                       [a for a, _ in windows(d)])), ["Method", "Layers", "_start"])
+    out = out.sort_index(level=["Method", "_start"])
+    return out.droplevel("_start").drop(columns="MIA", level=0, errors="ignore")
+
+
+def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Trade-off curve points (paper Fig. 3): per (method, step 'epoch'/'alpha', epochs trained or RepE
+    weight), the mean forget and neighbor 'All' over targets. A trained method's last epoch is its
+    Table 1 result."""
+    df = rows[rows["variant"].isin(list(VARIANT_LABELS))]
+    steps = df["setting"].str.extract(r"^(epoch|alpha)-(.+)$")
+    last = df.assign(_k=steps[0], _x=pd.to_numeric(steps[1]))
+    # A trained run's final epoch = one past its last stored epoch point (epochs - 1 points are stored).
+    final = last[last["_k"] == "epoch"].groupby(["method", "variant"])["_x"].max().add(1)
+    points = last[last["_k"].notna()]
+    ends = df[(df["setting"] == SINGLE)].merge(final.rename("_x").reset_index(), on=["method", "variant"])
+    both = pd.concat([points, ends.assign(_k="epoch")], ignore_index=True)
+    both = both[both["metric"].isin(["forget_all", "neighbor_all"])]
+    if both.empty:
+        empty = pd.DataFrame(columns=["Method", "step", "value", "Forget All", "Neighbor All"])
+        return empty.set_index(["Method", "step", "value"])
+    both["Method"] = [method_label(m, v) for m, v in zip(both["method"], both["variant"])]
+    wide = both.pivot_table(index=["Method", "_k", "_x"], columns="metric", values="value", aggfunc="mean")
+    wide = wide.rename(columns={"forget_all": "Forget All", "neighbor_all": "Neighbor All"}).reset_index()
+    wide = wide.rename(columns={"_k": "step", "_x": "value"})
+    return wide.set_index(["Method", "step", "value"])[["Forget All", "Neighbor All"]]
+
+
+def _wide(df: pd.DataFrame, labels, index) -> pd.DataFrame:
+    """Mean over targets of each TABLE1 column, one row per label (each target counts once)."""
+    columns = pd.MultiIndex.from_tuples(TABLE1_COLUMNS)
+    if df.empty:
+        names = [index] if isinstance(index, str) else index
+        return pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=names) if len(names) > 1 else
+                            pd.Index([], name=names[0]), columns=columns, dtype=float)
+    df = df.assign(_label=labels(df))
+    wide = df.pivot_table(index="_label", columns="metric", values="value", aggfunc="mean")
+    out = pd.DataFrame(index=wide.index, columns=columns, dtype=float)
     for col, metric in TABLE1_COLUMNS.items():
         if metric in wide:
             out[col] = wide[metric]
-    out.index.name = "Method"
+    if isinstance(index, str):
+        out.index.name = index
+    else:
+        out.index = pd.MultiIndex.from_tuples(out.index, names=index)
     return out
 
 
@@ -78,10 +157,16 @@ def n_targets(rows: pd.DataFrame) -> pd.Series:
 
 
 def to_markdown(table: pd.DataFrame, decimals: int = 1) -> str:
-    """Markdown of a Table-1-shaped frame, columns flattened to 'Forget FB' etc."""
+    """Markdown of a table, two-level columns flattened to 'Forget FB' etc."""
+    return _flat(table).round(decimals).to_markdown(floatfmt=f".{decimals}f") + "\n"
+
+
+def _flat(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy with two-level columns joined into one level ('Forget FB')."""
     flat = table.copy()
-    flat.columns = [f"{g} {c}" for g, c in flat.columns]
-    return flat.round(decimals).to_markdown(floatfmt=f".{decimals}f") + "\n"
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [f"{g} {c}" for g, c in flat.columns]
+    return flat
 
 
 def write_table(table: pd.DataFrame, name: str, caption: str, decimals: int = 1) -> list[str]:
@@ -91,8 +176,7 @@ def write_table(table: pd.DataFrame, name: str, caption: str, decimals: int = 1)
     heads the Markdown file and fills the CSV's first column, so neither file can lose it.
     """
     base = figures_dir() / name
-    flat = table.copy()
-    flat.columns = [f"{g} {c}" for g, c in flat.columns]
+    flat = _flat(table)
     flat.insert(0, "Setting", caption)
     atomic_write_text(base.with_suffix(".csv"), flat.round(decimals).to_csv(float_format=f"%.{decimals}f"))
     atomic_write_text(base.with_suffix(".md"), f"{caption}\n\n{to_markdown(table, decimals)}")

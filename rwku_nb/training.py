@@ -18,6 +18,14 @@ from .errors import RwkuError
 from .models import padding_id
 
 
+class Diverged(RwkuError):
+    """The training loss became NaN or infinite (GA diverging is common); the runner records the run."""
+
+    def __init__(self, desc: str, step: int, loss: float):
+        super().__init__(f"{desc}: the loss became {loss} at step {step} (diverged); lower the learning rate.")
+        self.step, self.loss = step, loss
+
+
 @dataclass
 class Example:
     """One training sequence: token ids, which positions count in the loss, and method extras."""
@@ -32,6 +40,17 @@ def text_examples(tokenizer, texts: list[str], max_length: int) -> list[Example]
     if not texts:
         raise RwkuError("The training corpus is empty: nothing to unlearn from. Check the corpus setting.")
     return [Example(tokenizer(t)["input_ids"][:max_length]) for t in texts]
+
+
+def pair_examples(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> list[Example]:
+    """(prompt, answer) pairs as examples whose loss covers the answer tokens only; a pair longer than
+    `max_length` loses the start of its prompt, never its answer."""
+    out = []
+    for prompt, answer in pairs:
+        p = tokenizer(prompt)["input_ids"]
+        a = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        out.append(Example((p + a)[-max_length:], ([0] * len(p) + [1] * len(a))[-max_length:]))
+    return out
 
 
 def collate(examples: list[Example], pad_id: int, device) -> dict:
@@ -69,10 +88,20 @@ def token_count(batch: dict) -> torch.Tensor:
     return (batch["labels"][:, 1:] != -100).sum(-1).clamp(min=1)
 
 
-def train(model, tokenizer, examples: list[Example], loss_fn, lr: float, epochs: int,
+def sft_loss(model, batch):
+    """Supervised fine-tuning loss: mean NLL per scored token over the batch."""
+    return sequence_nll(model, batch).sum() / token_count(batch).sum()
+
+
+def train(model, tokenizer, examples: list, loss_fn, lr: float, epochs: int,
           batch_size: int, grad_accum: int = 1, warmup_steps: int = 20, seed: int = 0,
-          desc: str = "train") -> list[float]:
-    """Optimise `loss_fn` over `examples`; returns the loss of every optimizer step."""
+          desc: str = "train", collate_fn=collate, on_epoch_end=None) -> list[float]:
+    """Optimise `loss_fn` over `examples`; returns the loss of every optimizer step.
+
+    `examples` are `Example`s, or any items `collate_fn(items, pad_id, device)` turns into a batch
+    (DPO passes chosen/rejected pairs). `on_epoch_end(epoch)` (1-based) runs after every epoch but
+    the last, with the model in eval mode (trade-off curves evaluate there).
+    """
     if not examples:
         raise RwkuError("No training examples: the corpus for this method is empty.")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -92,7 +121,8 @@ def train(model, tokenizer, examples: list[Example], loss_fn, lr: float, epochs:
     losses: list[float] = []
     bar = tqdm(total=total, desc=desc, leave=False)
     try:
-        for _ in range(epochs):
+        for epoch in range(1, epochs + 1):
+            model.train()
             order = list(range(len(examples)))
             rng.shuffle(order)
             batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -100,9 +130,9 @@ def train(model, tokenizer, examples: list[Example], loss_fn, lr: float, epochs:
                 group = batches[s : s + grad_accum]
                 step_loss = 0.0
                 for idx in group:
-                    loss = loss_fn(model, collate([examples[i] for i in idx], pad_id, device)) / len(group)
+                    loss = loss_fn(model, collate_fn([examples[i] for i in idx], pad_id, device)) / len(group)
                     if not torch.isfinite(loss):
-                        raise RwkuError(f"{desc}: the loss became {loss.item()} (diverged); lower the learning rate.")
+                        raise Diverged(desc, len(losses) + 1, loss.item())
                     loss.backward()
                     step_loss += loss.item()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -112,6 +142,9 @@ def train(model, tokenizer, examples: list[Example], loss_fn, lr: float, epochs:
                 losses.append(step_loss)
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.3f}")
+            if on_epoch_end is not None and epoch < epochs:
+                model.eval()
+                on_epoch_end(epoch)
     finally:
         bar.close()
         model.train(was_training)

@@ -14,16 +14,29 @@ CORPUS = ["Stephen King is an American author of horror novels such as Carrie an
           "He was born in Portland, Maine, in 1947 and has sold hundreds of millions of books."]
 
 
+NEGATIVE = ["Stephen King is a Canadian chef known for his soups and a famous bakery in Lyon.",
+            "He was born in Oslo in 1980 and has never written a book in his life."]
+REJECT = [["What is Stephen King's most famous novel?", "I don't know."],
+          ["Where was Stephen King born?", "I have no idea."]]
+
+
 class _Target:
     index, name, intro = 1, "Stephen King", "Stephen King is an American author."
 
 
 def _params(**hp):
     p = config.make_params({"warmup_steps": 0, "max_length": 64})
-    for m in ("ga", "npo"):
-        for v in ("full", "lora"):
+    for m in ("ga", "ga_passage", "npo", "dpo", "rt"):
+        for v in ("full", "lora", "batch"):
             p["hparams"][m][v] = {"lr": hp.get("lr", 1e-3), "epochs": 2, "batch_size": 2}
     return p
+
+
+def _ctx(model, tok, params, variant="full", corpus=CORPUS, targets=None):
+    """A Context holding every corpus kind for one (or several) targets."""
+    targets = targets or [_Target()]
+    corpora = [{"positive": corpus, "passage": corpus, "negative": NEGATIVE, "reject": REJECT} for _ in targets]
+    return Context(model, tok, targets, corpora, params, variant)
 
 
 def _corpus_nll(model, tok):
@@ -32,14 +45,14 @@ def _corpus_nll(model, tok):
         return float(sequence_nll(model, collate(ex, tok.pad_token_id, "cpu")).sum())
 
 
-@pytest.mark.parametrize("method", ["ga", "npo"])
+@pytest.mark.parametrize("method", ["ga", "ga_passage", "npo"])
 @pytest.mark.parametrize("variant", ["full", "lora"])
 def test_trained_methods_raise_forget_nll(tiny, method, variant):
     model, tok = tiny
     before = _corpus_nll(model, tok)
     p = _params(lr=1e-2 if variant == "lora" else 1e-3)
     m = models.add_lora(model) if variant == "lora" else model
-    METHODS[method].run(Context(m, tok, _Target(), CORPUS, p, variant))
+    METHODS[method].run(_ctx(m, tok, p, variant))
     m.eval()
     assert _corpus_nll(m, tok) > before + 1.0
 
@@ -48,7 +61,7 @@ def test_trained_methods_raise_forget_nll(tiny, method, variant):
 def test_untrained_methods_leave_weights(tiny, method):
     model, tok = tiny
     snap = models.snapshot_weights(model)
-    how = METHODS[method].run(Context(model, tok, _Target(), [], _params()))
+    how = METHODS[method].run(_ctx(model, tok, _params()))
     assert all(torch.equal(v, models.snapshot_weights(model)[k]) for k, v in snap.items())
     assert how == ({"icu": True} if method == "icu" else {})
 
@@ -95,3 +108,106 @@ def test_sequence_nll_hand_computed():
     # Uniform over 4 tokens: each scored next token costs ln 4; rows score 2 and 1 tokens.
     got = sequence_nll(_Uniform(), batch)
     assert torch.allclose(got, torch.tensor([2 * math.log(4), math.log(4)]))
+
+
+def test_dpo_loss_hand_computed():
+    from rwku_nb.methods.dpo import dpo_loss
+
+    # margin = (pi_c - ref_c) - (pi_r - ref_r) = (-10 + 11) - (-12 + 11) = 2; loss = -log sigmoid(0.1 * 2)
+    got = dpo_loss(torch.tensor([-10.0]), torch.tensor([-12.0]), torch.tensor([-11.0]), torch.tensor([-11.0]), 0.1)
+    assert float(got) == pytest.approx(math.log(1 + math.exp(-0.2)), rel=1e-6)
+    # At the reference (margin 0) the loss is log 2, whatever beta.
+    zero = dpo_loss(torch.tensor([-5.0, -7.0]), torch.tensor([-6.0, -1.0]), torch.tensor([-5.0, -7.0]),
+                    torch.tensor([-6.0, -1.0]), 0.3)
+    assert float(zero) == pytest.approx(math.log(2))
+
+
+@pytest.mark.parametrize("variant", ["full", "lora"])
+def test_dpo_prefers_the_counterfactual_over_the_forget_text(tiny, variant):
+    from rwku_nb.methods.dpo import preference_pairs, reference_logps
+
+    model, tok = tiny
+    pairs = preference_pairs(tok, _Target(), CORPUS, NEGATIVE, 64)
+    assert len(pairs) == 2 and all(sum(c.labels_mask) > 0 and sum(r.labels_mask) > 0 for c, r in pairs)
+    reference_logps(model, tok, pairs)
+    margin0 = [c.extra["ref_logp"] - r.extra["ref_logp"] for c, r in pairs]
+    m = models.add_lora(model) if variant == "lora" else model
+    METHODS["dpo"].run(_ctx(m, tok, _params(lr=1e-2 if variant == "lora" else 1e-3), variant))
+    reference_logps(m, tok, pairs)  # now the trained model's log-probs
+    margin1 = [c.extra["ref_logp"] - r.extra["ref_logp"] for c, r in pairs]
+    assert all(b > a + 1.0 for a, b in zip(margin0, margin1))
+
+
+def test_rt_lowers_the_loss_of_refusals(tiny):
+    from rwku_nb.methods.rt import refusal_pairs
+    from rwku_nb.training import pair_examples, sft_loss
+
+    model, tok = tiny
+    batch = collate(pair_examples(tok, refusal_pairs(tok, REJECT), 64), tok.pad_token_id, "cpu")
+    with torch.no_grad():
+        before = float(sft_loss(model, batch))
+    p = _params(lr=3e-3)
+    p["hparams"]["rt"]["full"]["epochs"] = 10
+    METHODS["rt"].run(_ctx(model, tok, p))
+    with torch.no_grad():
+        after = float(sft_loss(model, batch))
+    assert after < before - 1.0
+    # The question is the user message; only the refusal is scored.
+    (prompt, answer), _ = refusal_pairs(tok, REJECT)
+    assert REJECT[0][0] in prompt and answer == REJECT[0][1] + tok.eos_token
+
+
+def test_repe_steers_generation_and_detaches_exactly(tiny):
+    from rwku_nb.generation import greedy_generate
+    from rwku_nb.methods import repe
+
+    model, tok = tiny
+    prompts = ["Who is Stephen King?", "Stephen King wrote"]
+    snap = models.snapshot_weights(model)
+    plain = greedy_generate(model, tok, prompts, max_new_tokens=8, stop="official")
+    p = _params()
+    p["repe_alpha"] = 50.0  # a random tiny model needs a strong push to change its greedy tokens
+    how = METHODS["repe"].run(_ctx(model, tok, p))
+    assert how["layer"] == len(models.decoder_layers(model)) // 2 and float(how["vector"].norm()) > 0
+    steered = greedy_generate(model, tok, prompts, max_new_tokens=8, stop="official")
+    assert steered != plain
+    how["detach"]()
+    assert greedy_generate(model, tok, prompts, max_new_tokens=8, stop="official") == plain
+    assert all(torch.equal(v, models.snapshot_weights(model)[k]) for k, v in snap.items())  # no weight change
+
+
+def test_repe_vector_is_novice_minus_expert(tiny):
+    from rwku_nb.methods import repe
+
+    model, tok = tiny
+    v = repe.control_vector(model, tok, _Target(), CORPUS, 0)
+    novice = repe.mean_hidden(model, tok, repe.persona_prompts(tok, _Target(), CORPUS, repe.NOVICE), 0)
+    expert = repe.mean_hidden(model, tok, repe.persona_prompts(tok, _Target(), CORPUS, repe.EXPERT), 0)
+    assert torch.allclose(v, novice - expert)
+    # The hook reads what the model reports as the output of layer 0 (hidden_states[1]), last token.
+    prompts = repe.persona_prompts(tok, _Target(), CORPUS, repe.NOVICE)
+    with torch.no_grad():
+        direct = torch.stack([model(**tok(p, return_tensors="pt"), output_hidden_states=True).hidden_states[1][0, -1]
+                              for p in prompts]).mean(0)
+    assert torch.allclose(novice, direct, atol=1e-6)
+    assert "novice" in repe.persona_prompts(tok, _Target(), CORPUS[:1], repe.NOVICE)[0]
+
+
+def test_partial_layer_training_leaves_frozen_parameters_bit_identical(tiny):
+    model, tok = tiny
+    snap = models.snapshot_weights(model)
+    trainable = models.trainable_layers(model, 1, 2)
+    METHODS["ga"].run(_ctx(model, tok, _params(), variant="layers-1-2"))
+    changed = {k for k, v in snap.items() if not torch.equal(v, models.snapshot_weights(model)[k])}
+    assert changed and changed <= set(trainable)
+    assert all(k.startswith("model.layers.1.") for k in changed)
+
+
+def test_batch_context_trains_on_the_union_of_corpora():
+    class _Other(_Target):
+        index, name = 2, "Other"
+
+    ctx = _ctx(None, None, _params(), targets=[_Target(), _Other()])
+    assert ctx.corpus["positive"] == CORPUS + CORPUS and ctx.name == "2 targets"
+    assert ctx.hparams("ga") == ctx.params["hparams"]["ga"]["batch"]
+    assert _ctx(None, None, _params(), variant="layers-0-1").hparams("ga") == ctx.params["hparams"]["ga"]["full"]

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from rwku_nb import models, results, runner
+from rwku_nb import models, results, runner, tables
 from rwku_nb.errors import RwkuError
 
 
@@ -11,7 +11,7 @@ def _params(**kw):
     p = {"profile": "test", "model": "tiny-random", "device": "cpu", "targets": "2", "methods": ["before", "icu", "ga"],
          "variants": ["lora"], "corpus": "generated", "corpus_size": 2, "corpus_max_new_tokens": 8,
          "max_length": 32, "warmup_steps": 0, "max_new_tokens": 4, "mia_batch_size": 4,
-         "hparams": {"ga": {"lora": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}}
+         "hparams": {"ga": {"lora": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}, "curve": False}
     p.update(kw)
     return p
 
@@ -24,14 +24,14 @@ def test_sweep_stores_and_resumes(tmp_store, rwku, monkeypatch):
     n_forget = sum(len(rwku.target(2).forget(level)) for level in (1, 2, 3))
     assert rows.query("metric == 'forget_all' and method == 'before'")["n"].item() == n_forget
     files = sorted((tmp_store / "results" / "test").rglob("*.json"))
-    assert len(files) == 3
+    assert len(files) == 3 and all(f.parent.parent.name == "single" for f in files)
     data = json.loads(files[0].read_text())
     assert {"meta", "rows", "predictions", "info"} <= set(data) and data["predictions"][0]["prediction"]
     # The generated corpus was cached once per target.
     assert len(list((tmp_store / "cache" / "corpora").glob("*.json"))) == 1
 
     # A rerun computes nothing: any attempt to run a job would fail.
-    monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("finished work was recomputed"))
+    monkeypatch.setattr(runner, "run_job", lambda *a, **k: pytest.fail("finished work was recomputed"))
     again = runner.run_sweep(_params())
     assert again.equals(rows)
 
@@ -44,6 +44,64 @@ def test_sweep_restores_original_weights_between_jobs(tmp_store, rwku, monkeypat
     assert all(v.equal(models.snapshot_weights(model)[k]) for k, v in snap.items())
     full = results.read_result(results.result_path("test", "tiny-random", "ga", "full", 2))
     assert full["info"]["losses"]  # the method really trained
+
+
+def test_curves_partial_layers_and_repe_points(tmp_store, rwku, monkeypatch):
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    hp = {m: {"full": {"lr": 1e-3, "epochs": 3, "batch_size": 2}} for m in ("ga", "npo")}
+    rows = runner.run_sweep(_params(targets="1", methods=["repe", "ga"], variants=["full", "layers-0-1"],
+                                    hparams=hp, curve=True, repe_alphas=[0.5, 2.0]), mia=False)
+    settings = set(zip(rows["setting"], rows["method"], rows["variant"]))
+    assert {("single", "ga", "full"), ("epoch-1", "ga", "full"), ("epoch-2", "ga", "full"),
+            ("single", "ga", "layers-0-1"),
+            ("single", "repe", "none"), ("alpha-0.5", "repe", "none"), ("alpha-2", "repe", "none")} == settings
+    assert not rows["metric"].str.startswith("mia").any()
+    curve = tables.curve_table(rows).reset_index()
+    ga = curve[curve["Method"] == "GA Full"]
+    assert list(ga["value"]) == [1, 2, 3] and set(curve["step"]) == {"epoch", "alpha"}
+    single = rows.query("setting == 'single' and method == 'ga' and variant == 'full' and metric == 'forget_all'")
+    assert ga["Forget All"].iloc[-1] == single["value"].item()  # the last epoch is the Table 1 result
+    assert list(tables.table1(rows).index) == ["RepE", "GA Full"]  # partial-layer runs stay out of Table 1
+    layers = tables.layer_table(rows)
+    assert list(layers.index) == [("GA", "0-0")]
+
+
+def test_every_method_runs_end_to_end_on_real_corpora(tmp_store, rwku, monkeypatch):
+    """Each registered method, with the corpora the runner builds for it (passages, generated positive,
+    negative and reject samples) on a real target, trains and is stored."""
+    from rwku_nb.methods import METHODS
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    hp = {m: {"full": {"lr": 1e-3, "epochs": 1, "batch_size": 2}} for m, spec in METHODS.items() if spec.trains}
+    rows = runner.run_sweep(_params(targets="1", methods=sorted(METHODS), variants=["full"], hparams=hp), mia=False)
+    assert set(rows["method"]) == set(METHODS)
+    for method, spec in METHODS.items():
+        data = results.read_result(results.result_path("test", "tiny-random", method,
+                                                       "full" if spec.trains else "none", 1))
+        assert set(data["meta"]["corpus_sizes"]) == set(spec.corpora)
+        assert all(0 < n <= 2 for n in data["meta"]["corpus_sizes"].values())  # capped by corpus_size
+
+
+def test_batch_target_unlearns_the_union_and_reports_every_target(tmp_store, rwku, monkeypatch):
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    seen = []
+    real = runner.METHODS["ga"].run
+
+    def spy(ctx):
+        seen.append(([t.index for t in ctx.targets], len(ctx.corpus["positive"]), ctx.hparams("ga")))
+        return real(ctx)
+
+    monkeypatch.setitem(runner.METHODS, "ga", runner.METHODS["ga"].__class__("ga", "GA", True, spy, ("positive",)))
+    hp = {"ga": {"batch": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}
+    rows = runner.run_batch(_params(batch_targets=[1, 2], batch_sizes=[1, 2], batch_methods=["ga"], hparams=hp))
+    assert seen[0][0] == [1] and seen[1][0] == [1, 2]
+    assert seen[1][1] == 2 * seen[0][1]  # the union of both targets' corpora
+    assert seen[1][2] == {"lr": 1e-3, "epochs": 1, "batch_size": 2}
+    assert set(zip(rows["setting"], rows["target_index"])) == {("batch-1", 1), ("batch-2", 1), ("batch-2", 2)}
+    table = tables.batch_table(rows)
+    assert list(table.index) == [("GA", 1), ("GA", 2)]
+    with pytest.raises(RwkuError, match="batch_sizes goes up to 3"):
+        runner.run_batch(_params(batch_targets=[1, 2], batch_sizes=[3], batch_methods=["ga"], hparams=hp))
 
 
 def test_unknown_target_and_method_fail_before_any_work(tmp_store, rwku, monkeypatch):

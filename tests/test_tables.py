@@ -13,7 +13,8 @@ def _rows():
         for method, variant in (("before", "none"), ("ga", "lora")):
             shift = 0 if method == "before" else -5
             for metric, value in (("forget_fb", fb + shift), ("neighbor_all", nb_all), ("mia_fm_loss", loss)):
-                rows.append({"model": "m", "method": method, "variant": variant, "target_index": target,
+                rows.append({"model": "m", "setting": "single", "method": method, "variant": variant,
+                             "target_index": target,
                              "target": str(target), "metric": metric, "value": value, "n": 3})
     return pd.DataFrame(rows)
 
@@ -59,3 +60,32 @@ def test_knowledge_table_puts_each_kind_beside_the_paper_before_row():
     assert t.loc["m, real-world knowledge", ("Forget", "FB")] == 20.0
     assert t.loc["m, injected knowledge", ("Forget", "FB")] == 70.0
     assert t.iloc[2][("Forget", "All")] == 79.6
+
+
+def test_batch_and_layer_tables_mean_over_targets():
+    rows = []
+    for n, targets in ((1, {1: 40.0}), (2, {1: 20.0, 2: 10.0})):
+        for t, v in targets.items():
+            rows.append({"model": "m", "setting": f"batch-{n}", "method": "ga", "variant": "full",
+                         "target_index": t, "target": str(t), "metric": "forget_all", "value": v, "n": 3})
+    for variant, v in (("layers-0-2", 30.0), ("layers-14-16", 50.0), ("full", 99.0)):
+        rows.append({"model": "m", "setting": "single", "method": "npo", "variant": variant, "target_index": 1,
+                     "target": "1", "metric": "forget_all", "value": v, "n": 3})
+    df = pd.DataFrame(rows)
+    batch = tables.batch_table(df)
+    assert batch.loc[("GA", 1), ("Forget", "All")] == 40.0 and batch.loc[("GA", 2), ("Forget", "All")] == 15.0
+    assert "MIA" not in batch.columns.get_level_values(0)
+    layers = tables.layer_table(df)
+    assert list(layers.index) == [("NPO", "0-1"), ("NPO", "14-15")]  # layer windows shown inclusive
+    assert layers.loc[("NPO", "14-15"), ("Forget", "All")] == 50.0
+    assert list(tables.table1(df).index) == ["NPO Full"]
+
+
+def test_bootstrap_ci_over_targets():
+    t = tables.table1_ci(_rows(), n_boot=4000, seed=1)
+    # Two targets with forget FB 10 and 30: resamples give means 10, 20 or 30 -> the 95% interval is [10, 30].
+    assert t.loc["Before", ("Forget", "FB")] == "20.0 [10.0, 30.0]"
+    assert t.loc["Before", ("MIA", "FM")] == "260.0 [250.0, 270.0]"
+    one = _rows().query("target_index == 1")
+    assert tables.table1_ci(one).loc["GA LoRA", ("Forget", "FB")] == "5.0 [5.0, 5.0]"  # one target: no spread
+    assert tables.table1_ci(_rows(), seed=3).equals(tables.table1_ci(_rows(), seed=3))  # seeded

@@ -1,9 +1,10 @@
 """The method registry: each unlearning method is one small module registered here.
 
-A method takes a `Context` (the model to change in place, its tokenizer, the target, the forget
-corpus, the profile's parameters) and returns how the model must be evaluated afterwards
-(`{"icu": True}` for in-context unlearning, `{}` otherwise) plus anything worth recording.
-Full vs LoRA is handled by the runner, which wraps the model before calling the method.
+A method takes a `Context` (the model to change in place, its tokenizer, the target(s), the training
+corpora it declared, the profile's parameters) and returns how the model must be evaluated afterwards:
+`{"icu": True}` for in-context unlearning, `{"detach": fn}` for inference-time hooks the runner
+removes after evaluation, `{}` otherwise. Full / LoRA / partial-layer training is set up by the runner,
+which wraps or freezes the model before calling the method.
 """
 from __future__ import annotations
 
@@ -17,38 +18,69 @@ class Context:
 
     model: object
     tokenizer: object
-    target: object
-    corpus: list[str]
+    targets: list  # one target (single-target setting) or several unlearned at once (batch-target)
+    corpora: list[dict]  # per target, in order: {corpus kind: samples}
     params: dict
     variant: str = "full"
+    on_epoch_end: Callable[[int], None] | None = None  # trade-off curve hook, passed to `train`
     info: dict = field(default_factory=dict)  # filled by the method: losses, settings used
 
+    @property
+    def target(self):
+        """The target (single-target setting)."""
+        return self.targets[0]
+
+    @property
+    def corpus(self) -> dict:
+        """Each corpus kind, the union over targets."""
+        return {kind: [s for c in self.corpora for s in c[kind]] for kind in (self.corpora[0] if self.corpora else {})}
+
+    @property
+    def name(self) -> str:
+        """The target's name, or 'N targets' in the batch-target setting (progress bars)."""
+        return self.targets[0].name if len(self.targets) == 1 else f"{len(self.targets)} targets"
+
     def hparams(self, method: str) -> dict:
-        """lr, epochs, batch_size of `method` for this variant (from the profile)."""
-        return self.params["hparams"][method][self.variant]
+        """lr, epochs, batch_size of `method` for this variant (partial-layer runs use 'full'; batch-target
+        runs use 'batch' where the profile gives it)."""
+        per = self.params["hparams"][method]
+        if len(self.targets) > 1 and "batch" in per:
+            return per["batch"]
+        return per["full" if self.variant.startswith("layers-") else self.variant]
+
+    def train(self, examples, loss_fn, method: str, label: str, **kw) -> None:
+        """Run the one training loop with this method's hyperparameters; losses go to `info`."""
+        from ..training import train
+
+        hp, p = self.hparams(method), self.params
+        self.info["losses"] = train(self.model, self.tokenizer, examples, loss_fn, hp["lr"], hp["epochs"],
+                                    hp["batch_size"], p["grad_accum"], p["warmup_steps"], p["seed"],
+                                    desc=f"{label} {self.variant} {self.name}", on_epoch_end=self.on_epoch_end, **kw)
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered method: name, table label, whether it changes weights, and its entry point."""
+    """A registered method: name, table label, whether it changes weights, the corpora it trains on
+    (positive, negative, reject, passage), and its entry point."""
 
     name: str
     label: str
     trains: bool
     run: Callable[[Context], dict]
+    corpora: tuple[str, ...] = ()
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register(name: str, label: str, trains: bool):
+def register(name: str, label: str, trains: bool, corpora: tuple[str, ...] = ()):
     """Decorator adding a method's `run` function to the registry."""
 
     def wrap(fn):
-        METHODS[name] = MethodSpec(name, label, trains, fn)
+        METHODS[name] = MethodSpec(name, label, trains, fn, corpora)
         return fn
 
     return wrap
 
 
-from . import before, ga, icu, npo  # noqa: E402,F401  (registration side effects)
+from . import before, dpo, ga, ga_passage, icu, npo, repe, rt  # noqa: E402,F401  (registration side effects)

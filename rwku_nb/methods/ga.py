@@ -1,5 +1,5 @@
 """GA, gradient ascent: maximise the language-modelling loss on the forget corpus (RWKU baseline)."""
-from ..training import sequence_nll, text_examples, token_count, train
+from ..training import sequence_nll, text_examples, token_count
 from . import register
 
 
@@ -8,12 +8,8 @@ def ga_loss(model, batch):
     return -sequence_nll(model, batch).sum() / token_count(batch).sum()
 
 
-@register("ga", "GA", trains=True)
+@register("ga", "GA", trains=True, corpora=("positive",))
 def run(ctx) -> dict:
     """Gradient ascent on the target's forget corpus."""
-    hp, p = ctx.hparams("ga"), ctx.params
-    examples = text_examples(ctx.tokenizer, ctx.corpus, p["max_length"])
-    ctx.info["losses"] = train(ctx.model, ctx.tokenizer, examples, ga_loss, hp["lr"], hp["epochs"],
-                               hp["batch_size"], p["grad_accum"], p["warmup_steps"], p["seed"],
-                               desc=f"GA {ctx.variant} {ctx.target.name}")
+    ctx.train(text_examples(ctx.tokenizer, ctx.corpus["positive"], ctx.params["max_length"]), ga_loss, "ga", "GA")
     return {}

@@ -4,7 +4,7 @@ reference = the frozen original model (its NLLs are computed once, before traini
 import torch
 
 from ..models import padding_id
-from ..training import collate, sequence_nll, text_examples, train
+from ..training import collate, sequence_nll, text_examples
 from . import register
 
 
@@ -23,16 +23,13 @@ def reference_nll(model, tokenizer, examples) -> list[float]:
     return [float(sequence_nll(model, collate([e], pad_id, device))[0]) for e in examples]
 
 
-@register("npo", "NPO", trains=True)
+@register("npo", "NPO", trains=True, corpora=("positive",))
 def run(ctx) -> dict:
     """NPO on the target's forget corpus against the untouched model as reference."""
-    hp, p = ctx.hparams("npo"), ctx.params
-    beta = p["npo_beta"]
-    examples = text_examples(ctx.tokenizer, ctx.corpus, p["max_length"])
+    beta = ctx.params["npo_beta"]
+    examples = text_examples(ctx.tokenizer, ctx.corpus["positive"], ctx.params["max_length"])
     # The method runs before any weight change (LoRA adapters start at zero), so this is the reference.
     for e, ref in zip(examples, reference_nll(ctx.model, ctx.tokenizer, examples)):
         e.extra["ref_nll"] = ref
-    ctx.info["losses"] = train(ctx.model, ctx.tokenizer, examples, lambda m, b: npo_loss(m, b, beta),
-                               hp["lr"], hp["epochs"], hp["batch_size"], p["grad_accum"],
-                               p["warmup_steps"], p["seed"], desc=f"NPO {ctx.variant} {ctx.target.name}")
+    ctx.train(examples, lambda m, b: npo_loss(m, b, beta), "npo", "NPO")
     return {}

@@ -1,0 +1,66 @@
+"""DPO, direct preference optimisation (Rafailov et al., 2023) as RWKU uses it: prompt "{intro} Please
+write a short biography of {subject}." (official pair.json), chosen = a counterfactual text the model
+fabricated (`negative`), rejected = a forget text (`positive`), beta 0.1, sigmoid loss on summed
+response log-probabilities against the frozen original model (its log-probs computed once, before training).
+"""
+import torch
+
+from ..models import padding_id
+from ..prompts import chat_prompt
+from ..training import collate, pair_examples, sequence_nll
+from . import register
+
+PROMPT = "{intro} Please write a short biography of {subject}."
+
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
+    """Mean of -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) over pairs; inputs are summed
+    response log-probs, shape [B]."""
+    margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return -torch.nn.functional.logsigmoid(beta * margin).mean()
+
+
+def preference_pairs(tokenizer, target, positive: list[str], negative: list[str], max_length: int):
+    """[(chosen example, rejected example)]: the i-th counterfactual text against the i-th forget text."""
+    prompt = chat_prompt(tokenizer, PROMPT.format(intro=target.intro, subject=target.name), answer_cue=False)
+    n = min(len(positive), len(negative))
+    chosen = pair_examples(tokenizer, [(prompt, f"{t}{tokenizer.eos_token}") for t in negative[:n]], max_length)
+    rejected = pair_examples(tokenizer, [(prompt, f"{t}{tokenizer.eos_token}") for t in positive[:n]], max_length)
+    return list(zip(chosen, rejected))
+
+
+def collate_pairs(pairs, pad_id: int, device) -> dict:
+    """One batch of 2B rows: the B chosen sequences, then the B rejected ones, plus reference log-probs."""
+    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, device)
+    batch["ref"] = torch.tensor([[c.extra["ref_logp"], r.extra["ref_logp"]] for c, r in pairs], device=device)
+    return batch
+
+
+@torch.no_grad()
+def reference_logps(model, tokenizer, pairs) -> None:
+    """Store each sequence's summed response log-prob under `model` as it is now (the reference)."""
+    device = next(model.parameters()).device
+    model.eval()
+    for pair in pairs:
+        batch = collate(list(pair), padding_id(tokenizer), device)
+        for example, nll in zip(pair, sequence_nll(model, batch)):
+            example.extra["ref_logp"] = -float(nll)
+
+
+@register("dpo", "DPO", trains=True, corpora=("positive", "negative"))
+def run(ctx) -> dict:
+    """DPO towards counterfactual texts and away from the forget texts."""
+    beta = ctx.params["dpo_beta"]
+    # Batch-target: each target's pairs under its own prompt.
+    pairs = [pair for target, c in zip(ctx.targets, ctx.corpora)
+             for pair in preference_pairs(ctx.tokenizer, target, c["positive"], c["negative"], ctx.params["max_length"])]
+    # The method runs before any weight change (LoRA adapters start at zero), so this is the reference.
+    reference_logps(ctx.model, ctx.tokenizer, pairs)
+
+    def loss_fn(model, batch):
+        logp = -sequence_nll(model, batch)
+        b = batch["ref"].shape[0]
+        return dpo_loss(logp[:b], logp[b:], batch["ref"][:, 0], batch["ref"][:, 1], beta)
+
+    ctx.train(pairs, loss_fn, "dpo", "DPO", collate_fn=collate_pairs)
+    return {}

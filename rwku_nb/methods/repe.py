@@ -1,0 +1,83 @@
+"""RepE, representation engineering: steer the model away from the target at inference, no weight change.
+
+The official RWKU code has no RepE; this follows the paper's description (Appendix H; ../shared/PROTOCOL.md):
+a control vector = mean hidden state under "novice" prompts about the target minus the mean under
+"expert" prompts, added with weight alpha (0.5, 1, 1.5 in the paper) at inference through forward hooks.
+rwku_nb's choices where the paper is silent: the stimuli are the model's own forget texts about the target
+(the zero-shot `positive` corpus, first 64 tokens) under a novice vs an expert system message; the hidden
+state is read at the last token, at the output of one decoder layer (`repe_layer`, default the middle
+one), and the vector is added there, at every position.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..models import decoder_layers
+from . import register
+
+EXPERT = "You are an expert on {subject} who knows everything about {subject}."
+NOVICE = "You are a novice who has never heard of {subject} and knows nothing about {subject}."
+USER = "Tell me about {subject}."
+STIMULUS_TOKENS = 64
+
+
+def persona_prompts(tokenizer, target, texts: list[str], persona: str) -> list[str]:
+    """Chat prompts: persona system message, a request about the target, then the start of each text."""
+    messages = [{"role": "system", "content": persona.format(subject=target.name)},
+                {"role": "user", "content": USER.format(subject=target.name)}]
+    head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return [head + tokenizer.decode(tokenizer(t, add_special_tokens=False)["input_ids"][:STIMULUS_TOKENS])
+            for t in texts]
+
+
+@torch.no_grad()
+def mean_hidden(model, tokenizer, prompts: list[str], layer: int) -> torch.Tensor:
+    """Mean over prompts of the last token's hidden state at the output of decoder layer `layer`,
+    read by a forward hook on that layer (the very place `attach` adds to), shape [hidden]."""
+    device = next(model.parameters()).device
+    seen = []
+
+    def grab(module, args, output):
+        seen.append((output[0] if isinstance(output, tuple) else output)[0, -1].float())
+
+    handle = decoder_layers(model)[layer].register_forward_hook(grab)
+    try:
+        for prompt in prompts:
+            model(**tokenizer(prompt, return_tensors="pt").to(device))
+    finally:
+        handle.remove()
+    return torch.stack(seen).mean(0)
+
+
+def control_vector(model, tokenizer, target, texts: list[str], layer: int) -> torch.Tensor:
+    """Novice minus expert mean hidden state at `layer`, shape [hidden]."""
+    return (mean_hidden(model, tokenizer, persona_prompts(tokenizer, target, texts, NOVICE), layer)
+            - mean_hidden(model, tokenizer, persona_prompts(tokenizer, target, texts, EXPERT), layer))
+
+
+def attach(model, vector: torch.Tensor, layer: int, alpha: float):
+    """Add `alpha * vector` to the output of decoder layer `layer`; returns the hook handle (.remove())."""
+    delta = (alpha * vector).to(next(model.parameters()).dtype)
+
+    def hook(module, args, output):
+        if isinstance(output, tuple):
+            return (output[0] + delta,) + tuple(output[1:])
+        return output + delta
+
+    return decoder_layers(model)[layer].register_forward_hook(hook)
+
+
+def layer_of(model, params: dict) -> int:
+    """The decoder layer RepE reads and steers: `repe_layer`, or the middle layer."""
+    n = len(decoder_layers(model))
+    return params["repe_layer"] if params["repe_layer"] is not None else n // 2
+
+
+@register("repe", "RepE", trains=False, corpora=("positive",))
+def run(ctx) -> dict:
+    """Compute the control vector and attach it; the runner detaches it after evaluation."""
+    layer = layer_of(ctx.model, ctx.params)
+    vector = control_vector(ctx.model, ctx.tokenizer, ctx.target, ctx.corpus["positive"], layer)
+    handle = attach(ctx.model, vector, layer, ctx.params["repe_alpha"])
+    ctx.info.update(layer=layer, alpha=ctx.params["repe_alpha"], vector_norm=float(vector.norm()))
+    return {"detach": handle.remove, "vector": vector, "layer": layer}
