@@ -42,8 +42,10 @@ test: venv unit nbval
 unit: venv
 	TQDM_DISABLE=1 $(PY) -m pytest tests -q
 
+# The sweep cells of a fresh run (no cached results) take up to ~35 min on 2 CPU cores: nbval's default
+# 2000 s cell timeout is too short for them.
 nbval: venv
-	TQDM_DISABLE=1 $(PY) -m pytest -q --nbval --nbval-current-env \
+	TQDM_DISABLE=1 $(PY) -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=5400 \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
 
 bench: venv

@@ -87,7 +87,25 @@ def run_sweep(params: dict | str, model_and_tokenizer=None, mia: bool = True) ->
         original = models.snapshot_weights(model)
         for target, method, variant in tqdm(todo, desc="sweep"):
             run_job(model, tokenizer, original, [target], method, variant, params, label, SINGLE, mia=mia)
-    return results.load_rows(params["profile"], label)
+    return _own(results.load_rows(params["profile"], label), params, targets)
+
+
+def sweep_predictions(params: dict | str) -> pd.DataFrame:
+    """Per-probe predictions of a profile's single-target sweep (its methods, variants and targets)."""
+    params = _params(params)
+    targets = RWKU(params["data"]).select(params["targets"])
+    preds = results.load_predictions(params["profile"], injection.model_label(params))
+    return _own(preds, params, targets).query("setting == @SINGLE").reset_index(drop=True)
+
+
+def _own(df: pd.DataFrame, params: dict, targets) -> pd.DataFrame:
+    """The rows of `df` that belong to this sweep's jobs: the store may hold other runs' results too
+    (e.g. partial-layer variants), which must not change this sweep's tables."""
+    if df.empty:
+        return df
+    keep = set(jobs(params["methods"], params["variants"]))
+    mask = np.array([(m, v) in keep for m, v in zip(df["method"], df["variant"])], dtype=bool)
+    return df[mask & df["target_index"].isin([t.index for t in targets])].reset_index(drop=True)
 
 
 def run_batch(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
@@ -107,7 +125,9 @@ def run_batch(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
         original = models.snapshot_weights(model)
         for n, method in tqdm(todo, desc="batch-target"):
             run_job(model, tokenizer, original, pool[:n], method, "full", params, label, f"batch-{n}", mia=False)
-    return results.load_rows(params["profile"], label)
+    rows = results.load_rows(params["profile"], label)
+    settings = [f"batch-{n}" for n in params["batch_sizes"]]
+    return rows[rows["setting"].isin(settings) & rows["method"].isin(params["batch_methods"])].reset_index(drop=True)
 
 
 def run_layers(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
