@@ -68,7 +68,7 @@ def model_label(params: dict) -> str:
     """The model's name in the results store and tables: the base id, plus `+injected-<key>` if injected."""
     if not params["inject"]:
         return params["model"]
-    return f"{params['model']}+injected-{plan(params)[1]}"
+    return _label(params, plan(params)[1])
 
 
 def knowledge(params: dict) -> str:
@@ -109,7 +109,11 @@ def load(params: dict):
             "pairs": len(pairs), "settings": settings(params), "format": FORMAT, "losses": losses})
 
     model, tokenizer = models.load_model(models.build_once(final, build), params["device"], params["dtype"])
-    return model, tokenizer, f"{params['model']}+injected-{key}"
+    return model, tokenizer, _label(params, key)
+
+
+def _label(params: dict, key: str) -> str:
+    return f"{params['model']}+injected-{key}"
 
 
 def inject(model, tokenizer, pairs: list[tuple[str, str]], setting: dict) -> list[float]:

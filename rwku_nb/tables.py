@@ -54,7 +54,7 @@ def table1(rows: pd.DataFrame) -> pd.DataFrame:
     Only single-target results with the Full/LoRA variants (or none) count; curve points, batch-target
     and partial-layer runs have their own tables.
     """
-    df = rows[(rows["setting"] == SINGLE) & rows["variant"].isin(list(VARIANT_LABELS))] if len(rows) else rows
+    df = _table1_rows(rows)
     out = _wide(df, lambda d: [method_label(m, v) for m, v in zip(d["method"], d["variant"])], "Method")
     return out.loc[_row_order(out.index)]
 
@@ -62,7 +62,7 @@ def table1(rows: pd.DataFrame) -> pd.DataFrame:
 def table1_ci(rows: pd.DataFrame, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Percentile-bootstrap confidence intervals over targets for every Table 1 cell, as text
     'mean [low, high]': targets are resampled with replacement (seeded), each resample's mean taken."""
-    df = rows[(rows["setting"] == SINGLE) & rows["variant"].isin(list(VARIANT_LABELS))]
+    df = _table1_rows(rows)
     means = table1(rows)
     out = pd.DataFrame(index=means.index, columns=means.columns, dtype=object)
     rng = np.random.default_rng(seed)
@@ -77,6 +77,13 @@ def table1_ci(rows: pd.DataFrame, n_boot: int = 2000, level: float = 0.95, seed:
         low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
         out.loc[label, col] = f"{v.mean():.1f} [{low:.1f}, {high:.1f}]"
     return out
+
+
+def _table1_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Single-target Full/LoRA (or untrained) results: what Table 1 averages."""
+    if rows.empty:
+        return rows
+    return rows[(rows["setting"] == SINGLE) & rows["variant"].isin(list(VARIANT_LABELS))]
 
 
 def batch_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -151,9 +158,10 @@ def paper_table1() -> pd.DataFrame:
 
 
 def n_targets(rows: pd.DataFrame) -> pd.Series:
-    """Number of targets behind each Table 1 row."""
-    labels = [method_label(m, v) for m, v in zip(rows["method"], rows["variant"])]
-    return rows.assign(label=labels).groupby("label")["target_index"].nunique()
+    """Number of targets behind each Table 1 row (the same rows `table1` averages)."""
+    df = _table1_rows(rows)
+    labels = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
+    return df.assign(label=labels).groupby("label")["target_index"].nunique()
 
 
 def to_markdown(table: pd.DataFrame, decimals: int = 1) -> str:

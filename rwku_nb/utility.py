@@ -58,6 +58,7 @@ A: series finale
 Please briefly answer the following question:
 """
 FLUENCY_TEMPLATE = "Instruction: {}\n"
+_PUNCTUATION = frozenset(string.punctuation)
 UTILITY_NAMES = ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency")
 
 
@@ -114,7 +115,7 @@ def fluency_prompt(tokenizer, row: dict, icu_subject: str | None = None) -> str:
 
 def normalize_answer(text: str) -> str:
     """SQuAD-style normalisation: lowercase, drop punctuation and articles, collapse whitespace."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
     return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 
@@ -274,11 +275,17 @@ def evaluate_truthfulqa(model, tokenizer, rows: list[dict], icu_subject=None, ba
     return _mean(r["correct"] for r in records), records
 
 
+def _complete(model, tokenizer, rows, prompt_fn, icu_subject, batch_size: int, max_new_tokens: int,
+              desc: str) -> list[str]:
+    """Greedy completions of each row's prompt, stopping at EOS only, decoded as the official code does."""
+    prompts = [prompt_fn(tokenizer, r, icu_subject) for r in rows]
+    return greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           stop="eos", desc=desc)
+
+
 def evaluate_triviaqa(model, tokenizer, rows: list[dict], icu_subject=None, batch_size: int = 8) -> tuple[float, list]:
     """TriviaQA token F1 (max over answer aliases) of 30 greedy tokens, stopping at EOS."""
-    prompts = [triviaqa_prompt(tokenizer, r, icu_subject) for r in rows]
-    outputs = greedy_generate(model, tokenizer, prompts, max_new_tokens=30, batch_size=batch_size, stop="eos",
-                              desc="triviaqa")
+    outputs = _complete(model, tokenizer, rows, triviaqa_prompt, icu_subject, batch_size, 30, "triviaqa")
     records = [{"prediction": o, "f1": max(token_f1(o, a) for a in r["answers"])} for o, r in zip(outputs, rows)]
     return _mean(r["f1"] for r in records), records
 
@@ -286,9 +293,7 @@ def evaluate_triviaqa(model, tokenizer, rows: list[dict], icu_subject=None, batc
 def evaluate_bbh(model, tokenizer, rows: list[dict], icu_subject=None, batch_size: int = 8,
                  max_new_tokens: int = 256) -> tuple[float, list]:
     """BBH exact match of the answer extracted from up to 256 chain-of-thought tokens."""
-    prompts = [bbh_prompt(tokenizer, r, icu_subject) for r in rows]
-    outputs = greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                              stop="eos", desc="bbh")
+    outputs = _complete(model, tokenizer, rows, bbh_prompt, icu_subject, batch_size, max_new_tokens, "bbh")
     records = [{"output": o, "prediction": bbh_answer(o), "answer": r["answer"]} for o, r in zip(outputs, rows)]
     for rec in records:
         rec["correct"] = exact_match(rec["prediction"], rec["answer"])
@@ -298,9 +303,7 @@ def evaluate_bbh(model, tokenizer, rows: list[dict], icu_subject=None, batch_siz
 def evaluate_fluency(model, tokenizer, rows: list[dict], icu_subject=None, batch_size: int = 8,
                      max_new_tokens: int = 256) -> tuple[float, list]:
     """Fluency: mean n-gram entropy of up to 256 greedy tokens answering each AlpacaEval instruction."""
-    prompts = [fluency_prompt(tokenizer, r, icu_subject) for r in rows]
-    outputs = greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                              stop="eos", desc="fluency")
+    outputs = _complete(model, tokenizer, rows, fluency_prompt, icu_subject, batch_size, max_new_tokens, "fluency")
     records = [{"output": o, "entropy": ngram_entropy(word_tokenize(o))} for o in outputs]
     return _mean(r["entropy"] for r in records), records
 
