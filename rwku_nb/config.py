@@ -69,6 +69,10 @@ DEFAULTS = {
     "max_new_tokens": 30,         # official: 30 new tokens for forget/neighbor probes
     "stop": "newline",            # newline (rwku_nb) | official (parity with the official code)
     "scorer": "rwku",             # rwku (pltrdy `rouge` semantics, official) | rouge-score
+    # Utility (Table 1's last five columns), measured after single-target unlearning with the MIA.
+    "utility": ["mmlu", "bbh", "truthfulqa", "triviaqa", "fluency"],
+    "utility_size": None,         # items per utility set (spread evenly); None -> all 500 (the paper)
+    "utility_batch_size": 8,
     "seed": 0,
     # Knowledge injection (rwku_nb.injection): teach the model its targets' forget/neighbor L1-L2 facts first.
     "inject": None,               # None (real-world knowledge, RWKU's setting) or a target spec
@@ -91,7 +95,7 @@ _TYPES = {
     "grad_accum": int, "warmup_steps": int, "lora_r": int, "lora_alpha": int,
     "lora_dropout": (int, float), "lora_target_modules": list, "npo_beta": (int, float), "hparams": dict,
     "eval_batch_size": int, "mia_batch_size": int, "max_new_tokens": int, "stop": str,
-    "scorer": str, "seed": int, "inject": (str, int, list, type(None)), "inject_lr": (int, float, str),
+    "scorer": str, "seed": int, "utility": list, "utility_size": (int, type(None)), "utility_batch_size": int, "inject": (str, int, list, type(None)), "inject_lr": (int, float, str),
     "inject_epochs": int, "inject_batch_size": int, "dpo_beta": (int, float), "repe_alpha": (int, float),
     "repe_alphas": list, "repe_layer": (int, type(None)), "curve": bool, "batch_targets": (str, int, list),
     "batch_sizes": list, "batch_methods": list, "layer_windows": list, "layer_methods": list,
@@ -100,6 +104,7 @@ _CHOICES = {
     "corpus": ("generated", "provided"),
     "stop": ("newline", "official"),
     "scorer": ("rwku", "rouge-score"),
+    "utility": ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency"),
 }
 
 
@@ -169,6 +174,9 @@ def make_params(values: dict, source: str = "parameters") -> dict:
         if not (isinstance(window, list) and len(window) == 2 and all(_is_int(x) for x in window)
                 and 0 <= window[0] < window[1]):
             raise RwkuError(f"{source}: 'layer_windows' entry {window!r} must be [start, stop] with 0 <= start < stop.")
+    if params["utility_size"] is not None and params["utility_size"] < 1:
+        raise RwkuError(f"{source}: key 'utility_size' has value {params['utility_size']!r}; expected a positive "
+                        "whole number of items per utility set, or null for all of them.")
     for size in params["batch_sizes"]:
         if not _is_int(size) or size < 1:
             raise RwkuError(f"{source}: 'batch_sizes' entry {size!r} must be a positive whole number.")

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import injection, models, results
+from . import utility as utility_metrics
 from .config import layer_variants, layer_window, load_profile, make_params
 from .corpus import generate_corpus, provided_corpus
 from .data import RWKU
@@ -60,13 +61,20 @@ def training_corpus(model, tokenizer, target, kind: str, params: dict, label: st
 
 
 def evaluate_target(model, tokenizer, target, params: dict, icu: bool = False,
-                    mia: bool = True) -> tuple[list[dict], list[dict]]:
-    """(metric rows, per-probe predictions) of one target under the profile's evaluation settings."""
+                    mia: bool = True, utility: bool = False) -> tuple[list[dict], list[dict]]:
+    """(metric rows, per-probe predictions) of one target under the profile's evaluation settings:
+    forget/neighbor probes, then membership inference (`mia`) and the profile's utility sets (`utility`,
+    each capped at `utility_size` items)."""
     preds = evaluate_probes(model, tokenizer, target, icu=icu, batch_size=params["eval_batch_size"],
                             max_new_tokens=params["max_new_tokens"], stop=params["stop"])
     rows = summarize_probes(preds, params["scorer"])
     if mia:
         rows += evaluate_mia(model, tokenizer, target, icu=icu, batch_size=params["mia_batch_size"])
+    if utility and params["utility"]:
+        sets = {name: utility_metrics.subset(target.utility(name), params["utility_size"])
+                for name in params["utility"]}
+        rows += utility_metrics.evaluate_utility(model, tokenizer, sets, icu_subject=target.name if icu else None,
+                                                 batch_size=params["utility_batch_size"])
     return rows, preds
 
 
@@ -186,7 +194,7 @@ def _halved(params: dict, method: str) -> dict | None:
     when every batch is already 1."""
     p = copy.deepcopy(params)
     changed = False
-    for key in ("eval_batch_size", "mia_batch_size"):
+    for key in ("eval_batch_size", "mia_batch_size", "utility_batch_size"):
         if p[key] > 1:
             p[key], changed = p[key] // 2, True
     per = p["hparams"].get(method, {})
@@ -208,8 +216,10 @@ def _run_job_once(model, tokenizer, original, targets: list, method: str, varian
     seed_everything(params["seed"])
     curve = params["curve"] and setting == SINGLE and not layer_window(variant)  # Table 1 runs only
 
-    def evaluate_all(m, how: dict, with_mia: bool) -> dict:
-        return {t.index: evaluate_target(m, tokenizer, t, params, icu=how.get("icu", False), mia=with_mia)
+    def evaluate_all(m, how: dict, final: bool) -> dict:
+        # MIA and utility on the final model of a run that asks for them; curve points get probes only.
+        return {t.index: evaluate_target(m, tokenizer, t, params, icu=how.get("icu", False), mia=final and mia,
+                                         utility=final and mia and setting == SINGLE)
                 for t in targets}
 
     def store(at_setting: str, evaluated: dict, info: dict) -> None:
@@ -226,7 +236,7 @@ def _run_job_once(model, tokenizer, original, targets: list, method: str, varian
     try:
         how = spec.run(ctx)
         ctx_model.eval()
-        evaluated = evaluate_all(ctx_model, how, mia)
+        evaluated = evaluate_all(ctx_model, how, True)
         if curve and "vector" in how:
             _steering_curve(ctx_model, how, params, store, evaluate_all)
     finally:

@@ -308,6 +308,28 @@ def evaluate_fluency(model, tokenizer, rows: list[dict], icu_subject=None, batch
     return _mean(r["entropy"] for r in records), records
 
 
+EVALUATORS = {"mmlu": evaluate_mmlu, "bbh": evaluate_bbh, "truthfulqa": evaluate_truthfulqa,
+              "triviaqa": evaluate_triviaqa, "fluency": evaluate_fluency}
+
+
+def subset(rows: list[dict], size: int | None) -> list[dict]:
+    """`size` rows spread evenly over a utility set (all rows when size is None or not smaller): the
+    sets are grouped by task (MMLU subjects, BBH tasks), so a prefix would cover only the first ones."""
+    if size is None or size >= len(rows):
+        return list(rows)
+    return [rows[i * len(rows) // size] for i in range(size)]
+
+
+def evaluate_utility(model, tokenizer, sets: dict[str, list[dict]], icu_subject: str | None = None,
+                     batch_size: int = 8) -> list[dict]:
+    """Metric rows `utility_<name>` (x100, as the paper reports them; n = items) of each given set."""
+    out = []
+    for name, rows in sets.items():
+        score, _ = EVALUATORS[name](model, tokenizer, rows, icu_subject=icu_subject, batch_size=batch_size)
+        out.append({"metric": f"utility_{name}", "value": 100.0 * score, "n": len(rows)})
+    return out
+
+
 def _mean(values) -> float:
     values = list(values)
     return sum(values) / len(values) if values else float("nan")

@@ -50,6 +50,8 @@ def test_gpu_profiles_carry_the_paper_hyperparameters():
     ({"hparams": {"ga": {"full": {"lr": "fast"}}}}, r"hparams.ga.full.lr: got 'fast'; expected a number"),
     ({"hparams": {"ga": {"full": {"learning_rate": 1}}}}, r"hparams.ga.full has unknown key"),
     ({"hparams": {"icu": {"full": {"lr": 1}}}}, "not a trained method"),
+    ({"utility": ["mmlu", "gsm8k"]}, "'utility' has value 'gsm8k'; expected one of"),
+    ({"utility_size": 0}, "'utility_size' has value 0; expected a positive whole number"),
 ])
 def test_bad_parameters(values, message):
     with pytest.raises(RwkuError, match=message):

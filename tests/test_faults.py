@@ -18,7 +18,7 @@ from rwku_nb.methods import ga
 def _params(**kw):
     p = {"profile": "faults", "model": "tiny-random", "device": "cpu", "targets": "2", "methods": ["before", "ga"],
          "variants": ["full"], "corpus_size": 2, "corpus_max_new_tokens": 8, "max_length": 32, "warmup_steps": 0,
-         "max_new_tokens": 4, "mia_batch_size": 4, "eval_batch_size": 16, "curve": False,
+         "max_new_tokens": 4, "mia_batch_size": 4, "eval_batch_size": 16, "curve": False, "utility": [],
          "hparams": {"ga": {"full": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}}
     p.update(kw)
     return p

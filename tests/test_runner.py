@@ -11,7 +11,8 @@ def _params(**kw):
     p = {"profile": "test", "model": "tiny-random", "device": "cpu", "targets": "2", "methods": ["before", "icu", "ga"],
          "variants": ["lora"], "corpus": "generated", "corpus_size": 2, "corpus_max_new_tokens": 8,
          "max_length": 32, "warmup_steps": 0, "max_new_tokens": 4, "mia_batch_size": 4,
-         "hparams": {"ga": {"lora": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}, "curve": False}
+         "hparams": {"ga": {"lora": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}, "curve": False,
+         "utility_size": 2}
     p.update(kw)
     return p
 
@@ -23,6 +24,11 @@ def test_sweep_stores_and_resumes(tmp_store, rwku, monkeypatch):
     assert set(rows["target_index"]) == {2}
     n_forget = sum(len(rwku.target(2).forget(level)) for level in (1, 2, 3))
     assert rows.query("metric == 'forget_all' and method == 'before'")["n"].item() == n_forget
+    # Every final model is also scored on the five utility sets, capped at utility_size items each.
+    utility = rows[rows["metric"].str.startswith("utility_")]
+    assert set(utility["metric"]) == {f"utility_{n}" for n in ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency")}
+    assert (utility.groupby("method").size() == 5).all() and (utility["n"] == 2).all()
+    assert tables.table1(rows)[("Utility", "Flu")].notna().all()
     files = sorted((tmp_store / "results" / "test").rglob("*.json"))
     assert len(files) == 3 and all(f.parent.parent.name == "single" for f in files)
     data = json.loads(files[0].read_text())
@@ -56,6 +62,7 @@ def test_curves_partial_layers_and_repe_points(tmp_store, rwku, monkeypatch):
             ("single", "ga", "layers-0-1"),
             ("single", "repe", "none"), ("alpha-0.5", "repe", "none"), ("alpha-2", "repe", "none")} == settings
     assert not rows["metric"].str.startswith("mia").any()
+    assert not rows["metric"].str.startswith("utility").any()  # utility goes with the MIA, final models only
     curve = tables.curve_table(rows).reset_index()
     ga = curve[curve["Method"] == "GA Full"]
     assert list(ga["value"]) == [1, 2, 3] and set(curve["step"]) == {"epoch", "alpha"}

@@ -126,3 +126,25 @@ def test_nltk_word_tokenize_agrees_where_punkt_data_is_installed():
         pytest.skip("NLTK's punkt_tab data is not installed here (offline); the hand-checked test covers it")
     text = "Mr. Smith met Dr. Jones at 5 p.m. in Washington. They talked. It rained! U.S. troops left."
     assert utility.word_tokenize(text) == nltk.word_tokenize(text)
+
+
+def test_subset_spreads_over_the_set():
+    rows = [{"i": i} for i in range(10)]
+    assert [r["i"] for r in utility.subset(rows, 4)] == [0, 2, 5, 7]
+    assert [r["i"] for r in utility.subset(rows, 3)] == [0, 3, 6]
+    assert utility.subset(rows, None) == rows and utility.subset(rows, 50) == rows
+
+
+@torch.no_grad()
+def test_evaluate_utility_reports_each_set_x100(tiny, rwku):
+    model, tok = tiny
+    target = rwku.target(1)
+    sets = {name: utility.subset(target.utility(name), 2) for name in utility.UTILITY_NAMES}
+    rows = utility.evaluate_utility(model, tok, sets, batch_size=2)
+    assert [r["metric"] for r in rows] == [f"utility_{n}" for n in utility.UTILITY_NAMES]
+    assert all(r["n"] == 2 for r in rows)
+    mmlu, _ = utility.evaluate_mmlu(model, tok, sets["mmlu"], batch_size=2)
+    assert rows[0]["value"] == pytest.approx(100 * mmlu)
+    fluency, records = utility.evaluate_fluency(model, tok, sets["fluency"], batch_size=2)
+    assert rows[-1]["value"] == pytest.approx(100 * fluency) and fluency == pytest.approx(
+        sum(r["entropy"] for r in records) / 2)
