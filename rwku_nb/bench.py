@@ -5,7 +5,8 @@ Baselines (written from the official semantics, jinzhuoran/RWKU eval/inference.p
 - probes: HF `generate`, batch 16 in data order, greedy, 30 new tokens, a stopping criterion that fires
   only when every row of the batch hit a stop id, then each row cut at its first stop id;
 - MIA: one text per forward pass;
-- MMLU 5-shot: one question per forward pass (official batch size 1), argmax over " A".." D".
+- MMLU 5-shot: one question per forward pass (official batch size 1), argmax over " A".." D", on every
+  question of the first tasks of the set (as a full run scores them).
 Usage: python -m rwku_nb.bench [--model smollm2-135m-instruct] [--target 1] [--mmlu 40]
 """
 from __future__ import annotations
@@ -84,6 +85,17 @@ def official_mmlu_loop(model, tokenizer, rows: list[dict]) -> list[int]:
     return out
 
 
+def whole_tasks(rows: list[dict], n: int) -> list[dict]:
+    """Every row of the first tasks (in file order) until at least `n` rows: a full MMLU run scores every
+    row of every task, and rows of one task share their 5-shot examples, so this keeps the set's structure
+    (the file itself is shuffled, and its first rows are mostly of different tasks)."""
+    tasks = []
+    for row in rows:
+        if row["task"] not in tasks and sum(r["task"] in tasks for r in rows) < n:
+            tasks.append(row["task"])
+    return [r for r in rows if r["task"] in tasks]
+
+
 def _timed(fn):
     start = time.perf_counter()
     value = fn()
@@ -129,11 +141,11 @@ def main(argv=None) -> None:
           f"max |score difference| {diff:.2e}")
 
     if args.mmlu:
-        rows = target.utility("mmlu")[: args.mmlu]
+        rows = whole_tasks(target.utility("mmlu"), args.mmlu)
         ref, t_ref = _timed(lambda: official_mmlu_loop(model, tokenizer, rows))
         (_, recs), t = _timed(lambda: evaluate_mmlu(model, tokenizer, rows, batch_size=8))
         same = sum(r["prediction"] == p for r, p in zip(recs, ref))
-        print(f"\nMMLU 5-shot questions: {len(rows)}")
+        print(f"\nMMLU 5-shot questions: {len(rows)} (every question of {len({r['task'] for r in rows})} tasks)")
         print(f"  official-style loop (one question per forward): {t_ref:7.2f} s")
         print(f"  rwku_nb (batches of 8, shared few-shot prefix):  {t:7.2f} s  speed-up {t_ref / t:5.2f}x  "
               f"identical predictions {same}/{len(rows)}")

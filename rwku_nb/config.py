@@ -74,6 +74,7 @@ DEFAULTS = {
     "utility_size": None,         # items per utility set (spread evenly); None -> all 500 (the paper)
     "utility_batch_size": 8,
     "seed": 0,
+    "memorization_size": 64,      # texts per kind in notebook 01's EM/NLL comparison (paper Fig. 2)
     # Knowledge injection (rwku_nb.injection): teach the model its targets' forget/neighbor L1-L2 facts first.
     "inject": None,               # None (real-world knowledge, RWKU's setting) or a target spec
     "inject_lr": 3e-5,            # full fine-tuning, AdamW, answer tokens only
@@ -95,7 +96,8 @@ _TYPES = {
     "grad_accum": int, "warmup_steps": int, "lora_r": int, "lora_alpha": int,
     "lora_dropout": (int, float), "lora_target_modules": list, "npo_beta": (int, float), "hparams": dict,
     "eval_batch_size": int, "mia_batch_size": int, "max_new_tokens": int, "stop": str,
-    "scorer": str, "seed": int, "utility": list, "utility_size": (int, type(None)), "utility_batch_size": int, "inject": (str, int, list, type(None)), "inject_lr": (int, float, str),
+    "scorer": str, "seed": int, "utility": list, "utility_size": (int, type(None)), "utility_batch_size": int,
+    "memorization_size": int, "inject": (str, int, list, type(None)), "inject_lr": (int, float, str),
     "inject_epochs": int, "inject_batch_size": int, "dpo_beta": (int, float), "repe_alpha": (int, float),
     "repe_alphas": list, "repe_layer": (int, type(None)), "curve": bool, "batch_targets": (str, int, list),
     "batch_sizes": list, "batch_methods": list, "layer_windows": list, "layer_methods": list,

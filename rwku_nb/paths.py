@@ -19,6 +19,8 @@ CACHE_ENV = "RWKU_NB_CACHE"
 FIGURES_ENV = "RWKU_NB_FIGURES"
 # Where per-(method, variant, target) result files go; a rerun skips what is already there.
 RESULTS_ENV = "RWKU_NB_RESULTS"
+# The Pile extraction subsets and validation texts of the seed-0 paper (default: ../shared/extraction).
+EXTRACTION_ENV = "RWKU_NB_EXTRACTION"
 
 
 def cache_dir() -> Path:
@@ -26,6 +28,11 @@ def cache_dir() -> Path:
     path = Path(os.environ.get(CACHE_ENV) or user_cache_dir("rwku_nb"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def extraction_dir() -> Path:
+    """Directory of the extraction data (lm_extraction_*.csv, valid_wikitext.csv)."""
+    return Path(os.environ.get(EXTRACTION_ENV) or REPO_ROOT.parent / "shared" / "extraction")
 
 
 def figures_dir() -> Path:

@@ -93,6 +93,38 @@ def by_group(table, level: str, kind: str = "line", title: str = ""):
     return fig
 
 
+def memorization_bars(table, title: str = ""):
+    """EM (x100) and NLL per kind of text, one colour per model (paper Fig. 2), from
+    `memorization.memorization_table`."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    long = table.reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, column, label in zip(axes, ("EM", "NLL"), ("exact memorization x100 (higher = knows it)",
+                                                       "NLL per token (lower = knows it)")):
+        sns.barplot(data=long, x="kind", y=column, hue="model", ax=ax, edgecolor="black", linewidth=0.5)
+        ax.set_ylabel(label)
+        ax.set_xlabel("")
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=20, ha="right")
+        ax.legend(fontsize=8, frameon=True)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(table, title: str = "", label: str = "ROUGE-L recall x100", center=None):
+    """Annotated heatmap of a method x column table (paper Fig. 4: forget score per attack type);
+    `center` (e.g. 0 for changes) switches to a diverging palette."""
+    sns.set_theme(style="white", context="notebook")
+    fig, ax = plt.subplots(figsize=(1.0 * len(table.columns) + 3, 0.45 * len(table) + 2))
+    cmap = "RdBu_r" if center is not None else "viridis"
+    sns.heatmap(table.astype(float), annot=True, fmt=".0f", cmap=cmap, center=center, ax=ax,
+                cbar_kws={"label": label}, linewidths=0.5, annot_kws={"fontsize": 8})
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=35, ha="right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, name: str) -> str:
     """Save a figure as figures/<name>.png (fixed dpi and metadata, so reruns are byte-stable)."""
     path = figures_dir() / f"{name}.png"

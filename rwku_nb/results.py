@@ -7,6 +7,7 @@ trade-off curves), "alpha-A" (RepE with weight A), "batch-N" (N targets unlearne
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -44,6 +45,32 @@ def read_result(path: Path) -> dict:
     except (json.JSONDecodeError, AssertionError, UnicodeDecodeError):
         raise RwkuError(f"{path} is not an rwku_nb result file; delete it and rerun to recompute it.") from None
     return data
+
+
+def is_finished(path: Path, metrics: set[str] = frozenset()) -> bool:
+    """Whether a result exists and holds every metric in `metrics` (a diverged run counts as finished):
+    a result stored before the profile asked for more (e.g. utility sets) is recomputed."""
+    if not path.exists():
+        return False
+    stored = {row["metric"] for row in read_result(path)["rows"]}
+    return "diverged" in stored or metrics <= stored
+
+
+def cached_frame(profile: str, model: str, name: str, key: dict, compute) -> pd.DataFrame:
+    """A derived table (e.g. notebook 01's memorization rows) computed once per (profile, model, `key`)
+    and stored beside the results (`<model>/analysis/<name>-<hash>.json`); `compute()` makes it."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = results_dir(profile) / slug(model) / "analysis" / f"{slug(name)}-{digest}.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        df = pd.DataFrame(data["rows"], columns=data["columns"])
+        return df.set_index(data["index"]) if data["index"] else df
+    df = compute()
+    index = df.index.name
+    flat = df.reset_index() if index else df
+    atomic_write_json(path, {"key": key, "index": index, "columns": list(flat.columns),
+                             "rows": flat.to_dict("records")})
+    return df
 
 
 def load_rows(profile: str, model: str | None = None) -> pd.DataFrame:

@@ -24,6 +24,8 @@ from .corpus import generate_corpus, provided_corpus
 from .data import RWKU
 from .errors import RwkuError
 from .evaluate import evaluate_mia, evaluate_probes, summarize_probes
+from .memorization import knowledge_ranking as rank_targets
+from .memorization import memorization_rows
 from .methods import METHODS, Context
 from .training import Diverged
 from .results import SINGLE
@@ -88,8 +90,9 @@ def run_sweep(params: dict | str, model_and_tokenizer=None, mia: bool = True) ->
     params = _params(params)
     targets = RWKU(params["data"]).select(params["targets"])
     label = injection.model_label(params)
+    needs = {f"utility_{name}" for name in params["utility"]} if mia else set()
     todo = [(t, m, v) for t in targets for m, v in jobs(params["methods"], params["variants"])
-            if not results.result_path(params["profile"], label, m, v, t.index).exists()]
+            if not results.is_finished(results.result_path(params["profile"], label, m, v, t.index), needs)]
     if todo:
         model, tokenizer, label = _load(params, model_and_tokenizer, label)
         original = models.snapshot_weights(model)
@@ -156,6 +159,44 @@ def before_rows(params: dict | str) -> pd.DataFrame:
         rows = run_sweep(p).query("method == 'before' and setting == @SINGLE")
         frames.append(rows.assign(knowledge=injection.knowledge(p)))
     return pd.concat(frames, ignore_index=True)
+
+
+def memorization(params: dict | str) -> pd.DataFrame:
+    """EM and NLL (paper Fig. 2) of the profile's targets' texts per kind (`memorization.KINDS`, at most
+    `memorization_size` each), for the model as released and, if the profile injects, its injected version;
+    a `knowledge` column says which. Computed once per profile and stored beside its results."""
+    params = _params(params)
+    targets = RWKU(params["data"]).select(params["targets"])
+    key = {"table": "memorization", "model": params["model"], "inject": params["inject"],
+           "targets": [t.index for t in targets], "size": params["memorization_size"],
+           "max_length": params["max_length"]}
+
+    def compute() -> pd.DataFrame:
+        frames = []
+        for inject_spec in (None, params["inject"]) if params["inject"] else (None,):
+            p = {**params, "inject": inject_spec}
+            model, tokenizer, _ = injection.load(p)
+            rows = memorization_rows(model, tokenizer, targets, params["memorization_size"], params["max_length"],
+                                     params["mia_batch_size"], model_name=injection.knowledge(p))
+            frames.append(rows.assign(knowledge=injection.knowledge(p)))
+            del model
+        return pd.concat(frames, ignore_index=True)
+
+    return results.cached_frame(params["profile"], injection.model_label(params), "memorization", key, compute)
+
+
+def knowledge_ranking(params: dict | str) -> pd.DataFrame:
+    """Every target of the data source ranked by how well the model as released completes its forget FB
+    and QA probes (`memorization.knowledge_ranking`); computed once per profile and stored."""
+    params = _params(params)
+    targets = RWKU(params["data"]).select("all")
+    key = {"table": "ranking", "model": params["model"], "targets": [t.index for t in targets]}
+
+    def compute() -> pd.DataFrame:
+        model, tokenizer = models.load_model(params["model"], params["device"], params["dtype"])
+        return rank_targets(model, tokenizer, targets, batch_size=params["eval_batch_size"])
+
+    return results.cached_frame(params["profile"], params["model"], "ranking", key, compute)
 
 
 def run_job(model, tokenizer, original, targets: list, method: str, variant: str, params: dict, label: str,

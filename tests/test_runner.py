@@ -42,6 +42,20 @@ def test_sweep_stores_and_resumes(tmp_store, rwku, monkeypatch):
     assert again.equals(rows)
 
 
+def test_results_without_the_requested_utility_sets_are_recomputed(tmp_store, rwku, monkeypatch):
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    p = _params(methods=["before"], utility=[])
+    assert not runner.run_sweep(p)["metric"].str.startswith("utility").any()
+    calls = []
+    real = runner.run_job
+    monkeypatch.setattr(runner, "run_job", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    rows = runner.run_sweep({**p, "utility": ["triviaqa"]})
+    assert calls == ["before"] and set(rows.query("metric.str.startswith('utility')", engine="python")["metric"]) == {
+        "utility_triviaqa"}
+    runner.run_sweep({**p, "utility": ["triviaqa"]})  # now complete: not run again
+    assert calls == ["before"]
+
+
 def test_sweep_restores_original_weights_between_jobs(tmp_store, rwku, monkeypatch):
     monkeypatch.setenv("RWKU_DATA", str(rwku.root.parent if rwku.root.name == "Target" else rwku.root))
     model, tok = models.load_model("tiny-random", device="cpu")

@@ -89,3 +89,57 @@ def test_bootstrap_ci_over_targets():
     one = _rows().query("target_index == 1")
     assert tables.table1_ci(one).loc["GA LoRA", ("Forget", "FB")] == "5.0 [5.0, 5.0]"  # one target: no spread
     assert tables.table1_ci(_rows(), seed=3).equals(tables.table1_ci(_rows(), seed=3))  # seeded
+
+
+def _preds():
+    """Hand-made predictions: target 1 with 3 level-3 probes (two types), 2 FB probes; target 2 with one
+    level-3 probe; methods Before and GA Full."""
+    base = {"model": "m", "setting": "single", "set": "forget"}
+    rows = []
+    for method, variant, scores in (("before", "none", [100, 50, 0, 100, 100, 60]),
+                                    ("ga", "full", [0, 50, 100, 0, 100, 20])):
+        probes = [(1, 3, 0, "prefix injection"), (1, 3, 1, "prefix injection"), (1, 3, 2, "cross lingual (French)"),
+                  (1, 1, 0, ""), (1, 1, 1, ""), (2, 3, 0, "prefix injection")]
+        for (target, level, index, kind), score in zip(probes, scores):
+            pred = {100: "Carrie", 50: "Carrie Nation", 0: "I don't know", 20: "NOANSWER", 60: "x"}[score]
+            rows.append({**base, "method": method, "variant": variant, "target_index": target, "level": level,
+                         "index": index, "type": kind, "query": f"q{level}{index}", "answer": "Carrie",
+                         "prediction": pred, "rwku": float(score), "rouge-score": float(score) - (5 if score == 50 else 0)})
+    return pd.DataFrame(rows)
+
+
+def test_attack_table_means_per_type_then_over_targets():
+    table = tables.attack_table(_preds())
+    assert list(table.columns) == ["prefix injection", "cross lingual"]  # AA_TYPES order, languages merged
+    # Before, prefix injection: target 1 mean(100, 50) = 75, target 2: 60 -> (75 + 60) / 2.
+    assert table.loc["Before", "prefix injection"] == pytest.approx(67.5)
+    assert table.loc["GA Full", "prefix injection"] == pytest.approx((25 + 20) / 2)
+    assert table.loc["GA Full", "cross lingual"] == 100
+    change = tables.attack_change(table)
+    assert list(change.index) == ["GA Full"] and change.loc["GA Full", "cross lingual"] == 100
+    assert tables.attack_counts(_preds()).to_dict() == {"prefix injection": 3, "cross lingual": 1}
+
+
+def test_behaviours_and_case_study():
+    assert tables.behaviour("I'm sorry, I don't know.", 0) == "refusal"
+    assert tables.behaviour("NOANSWER", 0) == "empty"
+    assert [tables.behaviour("Carrie", s) for s in (100, 40, 0)] == ["correct", "partial", "wrong"]
+    table = tables.behaviour_table(_preds())
+    # Before: scores 100, 50, "I don't know" (0), 100, 100, "x" 60 -> 3 correct, 2 partial, 1 refusal of 6.
+    assert table.loc["Before"].round(3).to_dict() == {"correct": 50.0, "partial": round(200 / 6, 3), "wrong": 0.0,
+                                                     "refusal": round(100 / 6, 3), "empty": 0.0}
+    assert table.loc["GA Full", "empty"] == pytest.approx(100 / 6)
+    case = tables.case_study(_preds(), per_level=1)
+    # Target 1's first fully-known probe of each level (Before recall 100): level 1 index 0, level 3 index 0.
+    assert list(case.index.get_level_values("query")) == ["q10", "q30"]
+    assert case.loc[(3, "q30", "Carrie"), "GA Full"] == "I don't know"
+    assert list(case.columns) == ["Before", "GA Full"]
+
+
+def test_scorer_sensitivity_counts_changed_probes():
+    table = tables.scorer_sensitivity(_preds())
+    assert table.loc["Before", "probes"] == 6 and table.loc["Before", "changed"] == 1
+    assert table.loc["Before", "mean |diff|"] == pytest.approx(5 / 6)
+    # forget All per target, then over targets: rwku (350/5 + 60) / 2; rouge-score 5 points lower on target 1.
+    assert table.loc["Before", "forget All rwku"] == pytest.approx((350 / 5 + 60) / 2)
+    assert table.loc["Before", "forget All rouge-score"] == pytest.approx((345 / 5 + 60) / 2)

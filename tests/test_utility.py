@@ -148,3 +148,46 @@ def test_evaluate_utility_reports_each_set_x100(tiny, rwku):
     fluency, records = utility.evaluate_fluency(model, tok, sets["fluency"], batch_size=2)
     assert rows[-1]["value"] == pytest.approx(100 * fluency) and fluency == pytest.approx(
         sum(r["entropy"] for r in records) / 2)
+
+
+def test_bench_times_mmlu_on_whole_tasks():
+    from rwku_nb.bench import whole_tasks
+
+    rows = [{"task": t, "i": i} for i, t in enumerate("abacbdca")]
+    # First tasks in file order until >= 3 rows: a (3 rows) -> then stop.
+    assert [r["i"] for r in whole_tasks(rows, 3)] == [0, 2, 7]
+    assert [r["task"] for r in whole_tasks(rows, 4)] == ["a", "b", "a", "b", "a"]
+
+
+def _official_generate(model, tok, prompt, max_new_tokens):
+    """eval/inference.py generate_completions at batch size 1: greedy, stop at EOS, new tokens decoded."""
+    ids = tok(prompt, return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id)
+    new = out[0, ids["input_ids"].shape[1]:].tolist()
+    new = new[: new.index(tok.eos_token_id)] if tok.eos_token_id in new else new
+    full = tok.decode(ids["input_ids"][0].tolist() + new, skip_special_tokens=True)
+    return full[len(tok.decode(ids["input_ids"][0].tolist(), skip_special_tokens=True)):]
+
+
+@torch.no_grad()
+def test_generated_metrics_equal_official_one_prompt_loops(tiny, rwku):
+    model, tok = tiny
+    target = rwku.target(1)
+    trivia = utility.subset(target.utility("triviaqa"), 3)
+    score, records = utility.evaluate_triviaqa(model, tok, trivia, batch_size=2)
+    want = [_official_generate(model, tok, utility.triviaqa_prompt(tok, r), 30) for r in trivia]
+    assert [r["prediction"] for r in records] == want
+    assert score == pytest.approx(sum(max(utility.token_f1(w, a) for a in r["answers"]) for w, r in zip(want, trivia)) / 3)
+
+    bbh = utility.subset(target.utility("bbh"), 3)
+    score, records = utility.evaluate_bbh(model, tok, bbh, batch_size=2, max_new_tokens=12)
+    want = [_official_generate(model, tok, utility.bbh_prompt(tok, r), 12) for r in bbh]
+    assert [r["output"] for r in records] == want
+    assert score == pytest.approx(sum(utility.exact_match(utility.bbh_answer(w), r["answer"]) for w, r in zip(want, bbh)) / 3)
+
+    flu = utility.subset(target.utility("fluency"), 3)
+    score, records = utility.evaluate_fluency(model, tok, flu, batch_size=2, max_new_tokens=12)
+    want = [_official_generate(model, tok, utility.fluency_prompt(tok, r), 12) for r in flu]
+    assert [r["output"] for r in records] == want
+    assert score == pytest.approx(sum(utility.ngram_entropy(utility.word_tokenize(w)) for w in want) / 3)
