@@ -307,7 +307,7 @@ def scorer_sensitivity(preds: pd.DataFrame) -> pd.DataFrame:
     df = _single_predictions(preds)
     diff = (df["rwku"] - df["rouge-score"]).abs()
     g = df.assign(_diff=diff, _changed=diff > 1e-9).groupby("Method")
-    out = pd.DataFrame({"probes": g.size(), "changed": g["_changed"].sum(), "mean |diff|": g["_diff"].mean()})
+    out = pd.DataFrame({"probes": g.size(), "changed": g["_changed"].sum(), "mean abs diff": g["_diff"].mean()})
     for split in ("forget", "neighbor"):
         part = df[df["set"] == split].groupby(["Method", "target_index"])[["rwku", "rouge-score"]].mean()
         means = part.groupby("Method").mean()

@@ -139,7 +139,7 @@ def test_behaviours_and_case_study():
 def test_scorer_sensitivity_counts_changed_probes():
     table = tables.scorer_sensitivity(_preds())
     assert table.loc["Before", "probes"] == 6 and table.loc["Before", "changed"] == 1
-    assert table.loc["Before", "mean |diff|"] == pytest.approx(5 / 6)
+    assert table.loc["Before", "mean abs diff"] == pytest.approx(5 / 6)
     # forget All per target, then over targets: rwku (350/5 + 60) / 2; rouge-score 5 points lower on target 1.
     assert table.loc["Before", "forget All rwku"] == pytest.approx((350 / 5 + 60) / 2)
     assert table.loc["Before", "forget All rouge-score"] == pytest.approx((345 / 5 + 60) / 2)
