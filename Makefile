@@ -27,14 +27,14 @@ $(VENV)/.installed: pyproject.toml
 figures: venv
 	mkdir -p build/notebooks/$(PROFILE)
 	for nb in $(NOTEBOOKS); do \
-	  $(VENV)/bin/papermill -k python3 --cwd notebooks -f params/$(PROFILE).yaml \
+	  $(VENV)/bin/papermill -k python3 --cwd notebooks -p profile $(PROFILE) \
 	    $$nb build/notebooks/$(PROFILE)/$$(basename $$nb) || exit 1; \
 	done
 
 # Re-execute the committed notebooks in place with the CI profile (what nbval then checks).
 notebooks: venv
 	for nb in $(NOTEBOOKS); do \
-	  TQDM_DISABLE=1 $(VENV)/bin/papermill -k python3 --cwd notebooks -f params/$(CI_PROFILE).yaml $$nb $$nb || exit 1; \
+	  TQDM_DISABLE=1 $(VENV)/bin/papermill -k python3 --cwd notebooks -p profile $(CI_PROFILE) $$nb $$nb || exit 1; \
 	done
 
 test: venv unit nbval

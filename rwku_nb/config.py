@@ -118,8 +118,8 @@ def profile_path(profile: str) -> Path:
     return PARAMS_DIR / f"{profile}.yaml"
 
 
-def load_profile(profile: str) -> dict:
-    """The validated parameters of a profile file (defaults filled in)."""
+def load_profile(profile: str, overrides: dict | None = None) -> dict:
+    """The validated parameters of a profile file (defaults filled in), `overrides` taking precedence."""
     path = profile_path(profile)
     if not path.exists():
         known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
@@ -130,7 +130,11 @@ def load_profile(profile: str) -> dict:
         raise RwkuError(f"{path}: not valid YAML ({e}).") from None
     if not isinstance(raw, dict):
         raise RwkuError(f"{path}: expected a mapping of parameter names to values, got {type(raw).__name__}.")
-    return make_params(raw, source=str(path))
+    if not overrides:
+        return make_params(raw, source=str(path))
+    if not isinstance(overrides, dict):
+        raise RwkuError(f"overrides of {path} must be a mapping of parameter names to values, got {overrides!r}.")
+    return make_params({**raw, **overrides}, source=f"{path} with overrides {sorted(overrides)}")
 
 
 def make_params(values: dict, source: str = "parameters") -> dict:
@@ -252,6 +256,8 @@ def _type_name(t) -> str:
     return t.__name__
 
 
-def notebook_params(namespace: dict) -> dict:
-    """The validated parameters of a notebook: every profile key taken from its parameters cell."""
-    return make_params({key: namespace[key] for key in DEFAULTS if key in namespace}, source="notebook parameters")
+def notebook_params(profile: str, overrides: dict | None = None) -> dict:
+    """A notebook's validated parameters: params/<profile>.yaml with `overrides` (a dict of profile keys)
+    on top. A notebook's parameters cell holds just `profile` and `overrides`, so the YAML file is the one
+    place parameters live (`papermill -p profile gpu-llama3-8b`, or `-y "overrides: {targets: '1-5'}"`)."""
+    return load_profile(profile, overrides)

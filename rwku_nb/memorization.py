@@ -22,13 +22,6 @@ from .training import Example, collate, pair_examples
 
 # Text kinds of Fig. 2, from most to least connected to the target.
 KINDS = ("passage", "forget member", "retain member", "counterfactual", "generic")
-KIND_NOTES = {
-    "passage": "the target's Wikipedia passages",
-    "forget member": "forget MIA member texts (about the target)",
-    "retain member": "retain MIA member texts (other people: unrelated knowledge)",
-    "counterfactual": "fabricated texts about the target (provided `negative` corpus): cannot have been seen",
-    "generic": "WikiText validation texts (../shared/extraction/valid_wikitext.csv)",
-}
 
 
 @torch.no_grad()
@@ -95,14 +88,22 @@ def kind_texts(target, kind: str, n: int) -> list[str]:
 
 def memorization_rows(model, tokenizer, targets, n: int, max_length: int, batch_size: int = 8,
                       model_name: str = "") -> pd.DataFrame:
-    """One row per (target, kind, text): EM x100 and NLL (nats per token) of the model."""
+    """One row per (target, kind, text): EM x100 and NLL (nats per token) of the model. Generic texts are
+    the same for every target: scored once, listed under each."""
+    def score(texts, kind):
+        return token_stats(model, tokenizer, text_examples(tokenizer, texts, max_length), batch_size, kind)
+
+    generic = score(kind_texts(None, "generic", n), "generic")
     rows = []
     for target in targets:
         for kind in KINDS:
-            texts = kind_texts(target, kind, n)
-            if not texts:
-                continue
-            nll, em = token_stats(model, tokenizer, text_examples(tokenizer, texts, max_length), batch_size, kind)
+            if kind == "generic":
+                nll, em = generic
+            else:
+                texts = kind_texts(target, kind, n)
+                if not texts:
+                    continue
+                nll, em = score(texts, kind)
             rows += [{"model": model_name, "target_index": target.index, "target": target.name, "kind": kind,
                       "text": i, "em": 100 * e, "nll": l} for i, (l, e) in enumerate(zip(nll, em))]
     return pd.DataFrame(rows)

@@ -5,7 +5,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from rwku_nb.config import DEFAULTS, PARAMS_DIR, load_profile, make_params
+from rwku_nb.config import PARAMS_DIR, load_profile, make_params, notebook_params
 from rwku_nb.errors import RwkuError
 
 PROFILES = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
@@ -22,15 +22,24 @@ def test_profile_is_valid_and_named_after_its_file(profile):
 
 
 @pytest.mark.parametrize("nb", sorted((PARAMS_DIR.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")))
-def test_notebook_parameters_cell_holds_every_profile_key(nb):
+def test_notebook_parameters_cell_names_the_profile_only(nb):
     cells = json.loads(Path(nb).read_text())["cells"]
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
-    # As papermill itself reads the cell: a key it cannot see would be "Passed unknown parameter".
-    names = set(papermill.inspect_notebook(str(nb)))
-    for profile in PROFILES:
-        keys = set(load_profile(profile)) & set(DEFAULTS)
-        assert keys <= names, f"{nb.name} lacks {sorted(keys - names)} of params/{profile}.yaml"
+    # As papermill itself reads the cell: the YAML profile is the one place every other value lives.
+    assert set(papermill.inspect_notebook(str(nb))) == {"profile", "overrides"}
+
+
+def test_notebook_params_are_the_profile_with_overrides():
+    assert notebook_params("cpu-smoke") == load_profile("cpu-smoke")
+    p = notebook_params("cpu-smoke", {"targets": "2", "utility": []})
+    assert p["targets"] == "2" and p["utility"] == [] and p["model"] == load_profile("cpu-smoke")["model"]
+    with pytest.raises(RwkuError, match=r"cpu-smoke.yaml with overrides \['modle'\]: unknown key.*'modle'"):
+        notebook_params("cpu-smoke", {"modle": "x"})
+    with pytest.raises(RwkuError, match="overrides of .* must be a mapping"):
+        notebook_params("cpu-smoke", ["targets", "2"])
+    with pytest.raises(RwkuError, match="No profile file .*nope.yaml. Known profiles"):
+        notebook_params("nope")
 
 
 def test_gpu_profiles_carry_the_paper_hyperparameters():
