@@ -34,6 +34,11 @@ DEFAULT_HPARAMS = {
     "rt": {"full": {"lr": 4e-7, "epochs": 3, "batch_size": 8}, "lora": {"lr": 3e-5, "epochs": 3, "batch_size": 8},
            "batch": {"lr": 1e-7, "epochs": 1, "batch_size": 8}},
 }
+# The seed-0 paper's methods (GA-seq, TA, SGA, TAU) as RWKU baselines: its GPT-Neo setting (Adam lr 5e-5,
+# batch 8; seed code experiments/configs/*/config_*.json) with RWKU's 3-epoch budget as the epoch cap (they
+# stop earlier once the forget corpus' mean MA is below sga_stop). Not tuned for RWKU's models.
+for _m in ("ga_seq", "ta", "sga", "tau"):
+    DEFAULT_HPARAMS[_m] = {v: {"lr": 5e-5, "epochs": 3, "batch_size": 8} for v in ("full", "lora", "batch")}
 HPARAM_VARIANTS = ("full", "lora", "batch")
 _LAYERS_RE = re.compile(r"^layers-(\d+)-(\d+)$")
 
@@ -87,6 +92,33 @@ DEFAULTS = {
     # Partial-layer training (notebook 04): full fine-tuning of decoder layers [a, b) only, per window.
     "layer_windows": [[0, 4], [4, 8], [8, 12], [12, 16], [16, 20], [20, 24], [24, 28], [28, 32]],
     "layer_methods": ["ga", "dpo", "npo", "rt"],
+    # The seed-0 paper (rwku_nb.selective; notebook 07). Paper defaults (Barbulescu & Triantafillou 2024,
+    # seed code configs): SGA keeps ascending on sequences with MA >= 0.70 (plus the most memorized one) and
+    # stops at mean MA < 0.33; TAU switches to task arithmetic at mean MA < 0.5 with c = -1; TA: gamma 0,
+    # switch 0.9, c = -3. Adam betas (0.9, 0.98), lr 5e-5, batch 8, up to 150 epochs, 200-token sequences.
+    "sga_gamma": 0.70,
+    "sga_stop": 0.33,             # RWKU runs stop here; notebook 07 uses `selective_stop`
+    "tau_switch": 0.50,
+    "tau_coef": -1.0,
+    "ta_gamma": 0.0,
+    "ta_switch": 0.90,
+    "ta_coef": -3.0,
+    "selective_betas": [0.9, 0.98],
+    "selective_methods": ["ga_seq", "ta", "sga", "tau"],
+    "selective_variants": ["full"],
+    "selective_data": "extraction",  # extraction (Pile subsets, GPT-Neo) | rwku (the model's most memorized texts)
+    "selective_file": "lm_extraction_32_0.csv",  # extraction: which subset (N sequences, seed)
+    "selective_unseen": "wikitext",  # threshold text: wikitext | lambada (extraction); heldout | counterfactual (rwku)
+    "selective_size": None,       # forget sequences (rwku: the top by MA; extraction: the first N); None = all
+    "selective_length": 200,      # tokens per sequence (the extraction benchmark's 200)
+    "selective_stop": "unseen",   # stop when mean MA < this: "unseen" (the unseen-text threshold) or a number
+    "selective_lr": 5e-5,
+    "selective_epochs": 150,      # the cap; the stopping rule usually ends runs far earlier
+    "selective_batch_size": 8,
+    "el_n": 10,                   # EL_10, the seed paper's main n
+    "el_stride": 1,               # evaluate EL at every stride-th prefix length (1 = exact; CPU profiles coarser)
+    "ppl_size": None,             # validation texts of valid_wikitext / valid_lambada for perplexity; None = all
+    "ppl_max_length": 512,
 }
 
 _TYPES = {
@@ -101,13 +133,24 @@ _TYPES = {
     "inject_epochs": int, "inject_batch_size": int, "dpo_beta": (int, float), "repe_alpha": (int, float),
     "repe_alphas": list, "repe_layer": (int, type(None)), "curve": bool, "batch_targets": (str, int, list),
     "batch_sizes": list, "batch_methods": list, "layer_windows": list, "layer_methods": list,
+    "sga_gamma": (int, float), "sga_stop": (int, float), "tau_switch": (int, float), "tau_coef": (int, float),
+    "ta_gamma": (int, float), "ta_switch": (int, float), "ta_coef": (int, float), "selective_betas": list,
+    "selective_methods": list, "selective_variants": list, "selective_data": str, "selective_file": str,
+    "selective_unseen": str, "selective_size": (int, type(None)), "selective_length": int,
+    "selective_stop": (str, int, float), "selective_lr": (int, float, str), "selective_epochs": int,
+    "selective_batch_size": int, "el_n": int, "el_stride": int, "ppl_size": (int, type(None)),
+    "ppl_max_length": int,
 }
 _CHOICES = {
     "corpus": ("generated", "provided"),
     "stop": ("newline", "official"),
     "scorer": ("rwku", "rouge-score"),
     "utility": ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency"),
+    "selective_methods": ("ga_seq", "ta", "sga", "tau"),
+    "selective_variants": ("full", "lora"),
+    "selective_data": ("extraction", "rwku"),
 }
+_UNSEEN = {"extraction": ("wikitext", "lambada"), "rwku": ("heldout", "counterfactual")}
 
 
 def profile_path(profile: str) -> Path:
@@ -180,6 +223,7 @@ def make_params(values: dict, source: str = "parameters") -> dict:
         if not (isinstance(window, list) and len(window) == 2 and all(_is_int(x) for x in window)
                 and 0 <= window[0] < window[1]):
             raise RwkuError(f"{source}: 'layer_windows' entry {window!r} must be [start, stop] with 0 <= start < stop.")
+    _check_selective(params, source)
     if params["utility_size"] is not None and params["utility_size"] < 1:
         raise RwkuError(f"{source}: key 'utility_size' has value {params['utility_size']!r}; expected a positive "
                         "whole number of items per utility set, or null for all of them.")
@@ -210,6 +254,35 @@ def make_params(values: dict, source: str = "parameters") -> dict:
             raise RwkuError(f"{source}: method {method!r} needs hparams.{method}.full/lora (lr, epochs, batch_size).")
     params["hparams"] = hp
     return params
+
+
+def _check_selective(params: dict, source: str) -> None:
+    """The seed-0 paper's keys: consistent data/unseen choice, thresholds in [0, 1], positive sizes."""
+    data, unseen = params["selective_data"], params["selective_unseen"]
+    if unseen not in _UNSEEN[data]:
+        raise RwkuError(f"{source}: key 'selective_unseen' has value {unseen!r}; with selective_data {data!r} "
+                        f"expected one of {list(_UNSEEN[data])}.")
+    for key in ("sga_gamma", "sga_stop", "tau_switch", "ta_gamma", "ta_switch"):
+        if not 0 <= params[key] <= 1:
+            raise RwkuError(f"{source}: key {key!r} has value {params[key]!r}; expected an MA between 0 and 1.")
+    stop = params["selective_stop"]
+    if isinstance(stop, bool) or (isinstance(stop, str) and stop != "unseen") or \
+            (not isinstance(stop, str) and not 0 <= stop <= 1):
+        raise RwkuError(f"{source}: key 'selective_stop' has value {stop!r}; expected 'unseen' or an MA in [0, 1].")
+    betas = params["selective_betas"]
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                  for b in betas):
+        raise RwkuError(f"{source}: key 'selective_betas' has value {betas!r}; expected two numbers in [0, 1).")
+    params["selective_lr"] = _number(params["selective_lr"], float, f"{source}: key 'selective_lr'")
+    for key in ("selective_length", "selective_epochs", "selective_batch_size", "el_n", "el_stride",
+                "ppl_max_length"):
+        _number(params[key], int, f"{source}: key {key!r}")
+    for key in ("selective_size", "ppl_size"):
+        if params[key] is not None:
+            _number(params[key], int, f"{source}: key {key!r}")
+    if params["el_n"] >= params["selective_length"]:
+        raise RwkuError(f"{source}: el_n {params['el_n']} must be smaller than selective_length "
+                        f"{params['selective_length']} (EL_n needs suffixes of at least n tokens).")
 
 
 def _number(value, kind, where: str):

@@ -130,3 +130,30 @@ def save(fig, name: str) -> str:
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, dpi=120, metadata={"Software": None})
     return shown(path)
+
+
+def selective_curves(runs: pd.DataFrame, table: pd.DataFrame, thresholds: dict, title: str = ""):
+    """The seed-0 paper's point, one panel per method: every forget sequence's MA per epoch (thin lines),
+    their mean (thick) and the unseen-text threshold (dashed); the title counts the sequences still above
+    it at the end. The mean can cross the threshold while some sequences stay extractable."""
+    from .tables import SELECTIVE_LABELS
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    keys = list(dict.fromkeys(zip(runs["method"], runs["variant"])))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.8), sharey=True, squeeze=False)
+    for ax, (method, variant) in zip(axes[0], keys):
+        df = runs[(runs["method"] == method) & (runs["variant"] == variant)]
+        wide = df.pivot(index="epoch", columns="seq", values="ma") * 100
+        ax.plot(wide.index, wide.to_numpy(), color="tab:blue", alpha=0.25, linewidth=0.8)
+        ax.plot(wide.index, wide.mean(axis=1), color="black", linewidth=2.2, label="mean MA")
+        ax.axhline(100 * thresholds["ma"], color="tab:red", linestyle="--", label="threshold (unseen text)")
+        label = SELECTIVE_LABELS.get(method, method)
+        left = int(table.loc[(label, variant)]["extractable (MA)"].iloc[-1])
+        ax.set_title(f"{label} {variant}: {left} of {wide.shape[1]} still above", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].set_ylabel("memorization accuracy MA (x100)")
+    axes[0][0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

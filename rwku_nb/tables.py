@@ -54,15 +54,36 @@ def _row_order(labels) -> list[str]:
     return sorted(labels, key=lambda x: (paper.index(x) if x in paper else len(paper), x))
 
 
-def table1(rows: pd.DataFrame) -> pd.DataFrame:
+def table1(rows: pd.DataFrame, preds: pd.DataFrame | None = None, scorer: str = "rwku") -> pd.DataFrame:
     """Paper Table 1 layout: per method row, mean over targets of each column (NaN where unmeasured).
 
     Only single-target results with the Full/LoRA variants (or none) count; curve points, batch-target
-    and partial-layer runs have their own tables.
+    and partial-layer runs have their own tables. With the per-probe predictions `preds`, the column
+    ("Forget", "Full #") follows the averages: the per-item view of the seed-0 paper, the number of forget
+    probes still answered fully (`scorer` recall 100) after unlearning, mean over targets.
     """
     df = _table1_rows(rows)
     out = _wide(df, lambda d: [method_label(m, v) for m, v in zip(d["method"], d["variant"])], "Method")
-    return out.loc[_row_order(out.index)]
+    out = out.loc[_row_order(out.index)]
+    if preds is not None:
+        out.insert(out.columns.get_loc(("Forget", "All")) + 1, FULL_COLUMN,
+                   full_answers(preds, scorer)["full"].reindex(out.index))
+    return out
+
+
+FULL_COLUMN = ("Forget", "Full #")
+
+
+def full_answers(preds: pd.DataFrame, scorer: str = "rwku") -> pd.DataFrame:
+    """Per Table 1 row: `full`, the number of forget probes (all levels) answered fully (recall 100) and
+    `probes`, the number of forget probes, each the mean over targets."""
+    if preds.empty:
+        return pd.DataFrame(columns=["full", "probes"], index=pd.Index([], name="Method"), dtype=float)
+    df = _single_predictions(preds)
+    df = df[df["set"] == "forget"]
+    per = (df.assign(full=df[scorer] >= 100.0).groupby(["Method", "target_index"])
+           .agg(full=("full", "sum"), probes=("full", "size")))
+    return per.groupby("Method").mean().astype(float)
 
 
 def table1_ci(rows: pd.DataFrame, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
@@ -314,3 +335,46 @@ def scorer_sensitivity(preds: pd.DataFrame) -> pd.DataFrame:
         out[f"{split} All rwku"] = means["rwku"]
         out[f"{split} All rouge-score"] = means["rouge-score"]
     return out.loc[_row_order(out.index)]
+
+
+# --- the seed-0 paper: per-sequence unlearning (notebook 07) ------------------------------------------
+
+SELECTIVE_LABELS = {"ga_seq": "GA", "ta": "TA", "sga": "SGA", "tau": "TAU"}
+
+
+def selective_table(runs: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
+    """Per (method, variant, epoch) of `runner.run_selective`'s rows: the phase, mean MA and EL_n (x100),
+    how many forget sequences are still extractable (score above the unseen-text threshold) by MA and by
+    EL, and the perplexities. Epoch 0 is the model before unlearning."""
+    g = runs.groupby(["method", "variant", "epoch"], sort=False)
+    out = g.agg(phase=("phase", "first"), MA=("ma", "mean"), EL=("el", "mean"),
+                ppl_wikitext=("ppl_wikitext", "first"), ppl_lambada=("ppl_lambada", "first"),
+                sequences=("seq", "size"))
+    out["MA"] *= 100
+    out["EL"] *= 100
+    out.insert(3, "extractable (MA)", g["ma"].apply(lambda x: int((x > thresholds["ma"]).sum())))
+    out.insert(4, "extractable (EL)", g["el"].apply(lambda x: int((x > thresholds["el"]).sum())))
+    out = out.rename(columns={"ppl_wikitext": "PPL WikiText", "ppl_lambada": "PPL LAMBADA"})
+    out.index = out.index.set_levels(out.index.levels[0].map(lambda m: SELECTIVE_LABELS.get(m, m)), level=0)
+    out.index.names = ["Method", "Variant", "Epoch"]
+    return out
+
+
+def selective_final(table: pd.DataFrame) -> pd.DataFrame:
+    """The model before unlearning ('Before', epoch 0) and the last epoch of every (method, variant) of
+    `selective_table`, with the epoch it stopped at."""
+    before = table.xs(0, level="Epoch").head(1).assign(Epoch=0, phase="")
+    before.index = pd.MultiIndex.from_tuples([("Before", "")], names=["Method", "Variant"])
+    last = table.groupby(level=[0, 1], sort=False).tail(1).reset_index(level="Epoch")
+    out = pd.concat([before, last])
+    return out[["Epoch"] + [c for c in out.columns if c != "Epoch"]]
+
+
+def selective_data_table(data: pd.DataFrame) -> pd.DataFrame:
+    """Per role (forget / unseen) of `runner.selective_data`: how many sequences, and their MA (mean, min,
+    max) and mean EL_n before unlearning, x100."""
+    g = data.groupby("role", sort=False)
+    out = pd.DataFrame({"sequences": g.size(), "MA mean": 100 * g["ma"].mean(), "MA min": 100 * g["ma"].min(),
+                        "MA max": 100 * g["ma"].max(), "EL mean": 100 * g["el"].mean()})
+    out.index.name = "Sequences"
+    return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import get_constant_schedule, get_cosine_schedule_with_warmup
 
 from .errors import RwkuError
 from .models import padding_id
@@ -95,12 +95,15 @@ def sft_loss(model, batch):
 
 def train(model, tokenizer, examples: list, loss_fn, lr: float, epochs: int,
           batch_size: int, grad_accum: int = 1, warmup_steps: int = 20, seed: int = 0,
-          desc: str = "train", collate_fn=collate, on_epoch_end=None) -> list[float]:
+          desc: str = "train", collate_fn=collate, on_epoch_end=None, betas=(0.9, 0.999),
+          schedule: str = "cosine") -> list[float]:
     """Optimise `loss_fn` over `examples`; returns the loss of every optimizer step.
 
     `examples` are `Example`s, or any items `collate_fn(items, pad_id, device)` turns into a batch
     (DPO passes chosen/rejected pairs). `on_epoch_end(epoch)` (1-based) runs after every epoch but
-    the last, with the model in eval mode (trade-off curves evaluate there).
+    the last, with the model in eval mode (trade-off curves evaluate there); if it returns True,
+    training stops there (stopping rules of the selective methods). `schedule`: "cosine" (RWKU's,
+    with linear warmup) or "constant" (the seed-0 paper's fixed Adam learning rate).
     """
     if not examples:
         raise RwkuError("No training examples: the corpus for this method is empty.")
@@ -111,9 +114,12 @@ def train(model, tokenizer, examples: list, loss_fn, lr: float, epochs: int,
     pad_id = padding_id(tokenizer)
     steps_per_epoch = math.ceil(len(examples) / (batch_size * grad_accum))
     total = steps_per_epoch * epochs
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    if schedule not in ("cosine", "constant"):
+        raise RwkuError(f"unknown learning-rate schedule {schedule!r}; expected 'cosine' or 'constant'")
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=0.0)  # = Adam
     # Warmup never longer than the run itself (the official 20 steps assume hundreds of steps).
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, total // 2), total)
+    schedule = (get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, total // 2), total)
+                if schedule == "cosine" else get_constant_schedule(optimizer))
     rng = random.Random(seed)
     torch.manual_seed(seed)
     was_training = model.training
@@ -144,7 +150,8 @@ def train(model, tokenizer, examples: list, loss_fn, lr: float, epochs: int,
                 bar.set_postfix(loss=f"{step_loss:.3f}")
             if on_epoch_end is not None and epoch < epochs:
                 model.eval()
-                on_epoch_end(epoch)
+                if on_epoch_end(epoch) is True:
+                    break
     finally:
         bar.close()
         model.train(was_training)

@@ -83,4 +83,4 @@ def register(name: str, label: str, trains: bool, corpora: tuple[str, ...] = ())
     return wrap
 
 
-from . import before, dpo, ga, ga_passage, icu, npo, repe, rt  # noqa: E402,F401  (registration side effects)
+from . import before, dpo, ga, ga_passage, icu, npo, repe, rt, selective  # noqa: E402,F401  (registration side effects)

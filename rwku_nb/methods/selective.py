@@ -1,0 +1,32 @@
+"""The seed-0 paper's methods as RWKU baselines (rwku_nb.selective): GA with per-sequence tracking (GA-seq),
+Selective Gradient Ascent (SGA), Task Arithmetic (TA) and Task Arithmetic for Unlearning (TAU), trained on
+the target's zero-shot forget corpus. Each epoch measures the MA of every corpus text; training stops
+once the mean MA is below `sga_stop` (paper: 0.33) or after the profile's epochs for the method."""
+from __future__ import annotations
+
+from .. import selective
+from . import register
+
+
+def _make(method: str):
+    def run(ctx) -> dict:
+        tok, p = ctx.tokenizer, ctx.params
+        seqs = [tok(t)["input_ids"][: p["max_length"]] for t in ctx.corpus["positive"]]
+        hp = ctx.hparams(method)
+
+        def measure(model):
+            return {"ma": selective.memorization_accuracy(model, tok, seqs, hp["batch_size"])}
+
+        history = selective.unlearn(ctx.model, tok, seqs, selective.plan(method, p), measure, p["sga_stop"],
+                                    hp["lr"], hp["epochs"], hp["batch_size"], tuple(p["selective_betas"]),
+                                    p["seed"], desc=f"{method} {ctx.variant} {ctx.name}")
+        ctx.info["selective"] = [{"epoch": r["epoch"], "phase": r["phase"], "mean_ma": float(r["ma"].mean())}
+                                 for r in history]
+        return {}
+
+    run.__doc__ = f"{method} on the forget corpus (rwku_nb.selective.unlearn)."
+    return run
+
+
+for _name, _label in (("ga_seq", "GA-seq"), ("ta", "TA"), ("sga", "SGA"), ("tau", "TAU")):
+    register(_name, _label, trains=True, corpora=("positive",))(_make(_name))
