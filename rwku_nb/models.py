@@ -8,11 +8,13 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
+from . import distributed
 from .errors import RwkuError
 from .paths import cache_dir
 
@@ -61,22 +63,25 @@ _STALE_BUILD_S = 3600
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """The torch device for `device`: "auto" is cuda when available, else cpu."""
+    """The torch device for `device`: "auto" is cuda when available, else cpu. Under `accelerate launch`,
+    plain "cuda" is this process's own GPU (cuda:LOCAL_RANK)."""
     if isinstance(device, torch.device):
         resolved = device
     elif device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return resolve_device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     else:
         try:
             resolved = torch.device(device)
         except (RuntimeError, TypeError) as e:
             raise RwkuError(
                 f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-            ) from e
+            ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise RwkuError(
             f"device={device!r} was asked for but CUDA is not available here; use device='cpu' or 'auto'."
         )
+    if resolved.type == "cuda" and resolved.index is None and distributed.local_rank() is not None:
+        resolved = torch.device("cuda", distributed.local_rank())
     return resolved
 
 
@@ -239,7 +244,11 @@ def add_lora(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft 0.21 still calls transformers' deprecated `is_gradient_checkpointing`; the warning is
+        # theirs, says nothing about this run, and would land on stderr in every notebook.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, config)
     peft_model._rwku_requires_grad = requires_grad
     return peft_model
 

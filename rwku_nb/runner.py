@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import injection, models, results, selective
+from . import distributed, injection, models, results, selective
 from . import utility as utility_metrics
 from .config import layer_variants, layer_window, load_profile, make_params
 from .corpus import generate_corpus, provided_corpus
@@ -91,14 +91,30 @@ def run_sweep(params: dict | str, model_and_tokenizer=None, mia: bool = True) ->
     targets = RWKU(params["data"]).select(params["targets"])
     label = injection.model_label(params)
     needs = {f"utility_{name}" for name in params["utility"]} if mia else set()
-    todo = [(t, m, v) for t in targets for m, v in jobs(params["methods"], params["variants"])
+    # Under `accelerate launch`, each process takes its share of the targets (distributed.share).
+    todo = [(t, m, v) for t in distributed.share(targets) for m, v in jobs(params["methods"], params["variants"])
             if not results.is_finished(results.result_path(params["profile"], label, m, v, t.index), needs)]
-    if todo:
-        model, tokenizer, label = _load(params, model_and_tokenizer, label)
-        original = models.snapshot_weights(model)
-        for target, method, variant in tqdm(todo, desc="sweep"):
-            run_job(model, tokenizer, original, [target], method, variant, params, label, SINGLE, mia=mia)
+    _run_jobs(params, model_and_tokenizer, label, todo, "sweep",
+              lambda t, m, v: ([t], m, v, SINGLE, mia))
     return _own(results.load_rows(params["profile"], label), params, targets)
+
+
+def _run_jobs(params: dict, model_and_tokenizer, label: str, todo: list, desc: str, job_args) -> None:
+    """Run this process's unfinished jobs (`job_args(*job)` -> run_job's targets, method, variant, setting,
+    mia) on one loaded model, then wait for the other processes' shares."""
+    with distributed.main_first():  # the first process builds the model caches, the others read them
+        loaded = _load(params, model_and_tokenizer, label) if todo else None
+    if loaded:
+        model, tokenizer, label = loaded
+        original = models.snapshot_weights(model)
+        rank, size = distributed.world()
+        for job in tqdm(todo, desc=desc):
+            targets, method, variant, setting, mia = job_args(*job)
+            run_job(model, tokenizer, original, targets, method, variant, params, label, setting, mia=mia)
+            if size > 1:  # which process did what (the sharding test reads these lines)
+                print(f"[process {rank}/{size}] {setting} {method} {variant} target(s) "
+                      f"{','.join(str(t.index) for t in targets)}", flush=True)
+    distributed.wait()
 
 
 def sweep_predictions(params: dict | str) -> pd.DataFrame:
@@ -121,21 +137,20 @@ def _own(df: pd.DataFrame, params: dict, targets) -> pd.DataFrame:
 
 def run_batch(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
     """Batch-target unlearning: for every N in `batch_sizes`, the first N of `batch_targets` unlearned
-    at once by each of `batch_methods` (full fine-tuning), then each of the N targets evaluated (probes)."""
+    at once by each of `batch_methods` (`batch_variant`: full fine-tuning as in the paper, or LoRA), then
+    each of the N targets evaluated (probes)."""
     params = _params(params)
     pool = RWKU(params["data"]).select(params["batch_targets"])
     if max(params["batch_sizes"]) > len(pool):
         raise RwkuError(f"batch_sizes goes up to {max(params['batch_sizes'])} targets but batch_targets "
                         f"{params['batch_targets']!r} holds {len(pool)}; shrink batch_sizes or widen batch_targets.")
     label = injection.model_label(params)
-    todo = [(n, m) for n in params["batch_sizes"] for m in params["batch_methods"]
-            if not all(results.result_path(params["profile"], label, m, "full", t.index, f"batch-{n}").exists()
+    todo = [(n, m) for n, m in distributed.share([(n, m) for n in params["batch_sizes"] for m in params["batch_methods"]])
+            if not all(results.result_path(params["profile"], label, m, params["batch_variant"], t.index,
+                                           f"batch-{n}").exists()
                        for t in pool[:n])]
-    if todo:
-        model, tokenizer, label = _load(params, model_and_tokenizer, label)
-        original = models.snapshot_weights(model)
-        for n, method in tqdm(todo, desc="batch-target"):
-            run_job(model, tokenizer, original, pool[:n], method, "full", params, label, f"batch-{n}", mia=False)
+    _run_jobs(params, model_and_tokenizer, label, todo, "batch-target",
+              lambda n, m: (pool[:n], m, params["batch_variant"], f"batch-{n}", False))
     rows = results.load_rows(params["profile"], label)
     settings = [f"batch-{n}" for n in params["batch_sizes"]]
     return rows[rows["setting"].isin(settings) & rows["method"].isin(params["batch_methods"])].reset_index(drop=True)
@@ -182,7 +197,8 @@ def memorization(params: dict | str) -> pd.DataFrame:
             del model
         return pd.concat(frames, ignore_index=True)
 
-    return results.cached_frame(params["profile"], injection.model_label(params), "memorization", key, compute)
+    with distributed.main_first():  # computed by one process, read by the others
+        return results.cached_frame(params["profile"], injection.model_label(params), "memorization", key, compute)
 
 
 def knowledge_ranking(params: dict | str) -> pd.DataFrame:
@@ -196,7 +212,8 @@ def knowledge_ranking(params: dict | str) -> pd.DataFrame:
         model, tokenizer = models.load_model(params["model"], params["device"], params["dtype"])
         return rank_targets(model, tokenizer, targets, batch_size=params["eval_batch_size"])
 
-    return results.cached_frame(params["profile"], params["model"], "ranking", key, compute)
+    with distributed.main_first():
+        return results.cached_frame(params["profile"], params["model"], "ranking", key, compute)
 
 
 def run_job(model, tokenizer, original, targets: list, method: str, variant: str, params: dict, label: str,
@@ -371,7 +388,8 @@ def selective_data(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame
                                         "ids": seqs, "ma": ma, "el": el}))
         return pd.concat(frames, ignore_index=True)
 
-    return results.cached_frame(params["profile"], injection.model_label(params), "selective-data", key, compute)
+    with distributed.main_first():
+        return results.cached_frame(params["profile"], injection.model_label(params), "selective-data", key, compute)
 
 
 def _selective_sequences(params: dict, model, tokenizer) -> tuple[list, list]:
@@ -461,31 +479,34 @@ def run_selective(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
                                                       p["mia_batch_size"])
         return out
 
-    frames = []
-    for method in params["selective_methods"]:
-        for variant in params["selective_variants"]:
-            def compute(method=method, variant=variant) -> pd.DataFrame:
-                if not loaded:
-                    loaded["model"], loaded["tok"], _ = _load(params, model_and_tokenizer, label)
-                    loaded["original"] = models.snapshot_weights(loaded["model"])
-                model = loaded["model"]
+    def run(method: str, variant: str) -> pd.DataFrame:
+        def compute() -> pd.DataFrame:
+            if not loaded:
+                loaded["model"], loaded["tok"], _ = _load(params, model_and_tokenizer, label)
+                loaded["original"] = models.snapshot_weights(loaded["model"])
+            model = loaded["model"]
+            models.restore_weights(model, loaded["original"])
+            seed_everything(params["seed"])
+            trained = _prepare(model, variant, params)
+            try:
+                history = selective.unlearn(trained, loaded["tok"], seqs, selective.plan(method, params), measure,
+                                            stop, params["selective_lr"], params["selective_epochs"],
+                                            params["selective_batch_size"], tuple(params["selective_betas"]),
+                                            params["seed"], desc=f"{method} {variant}")
+            finally:
+                if trained is not model:
+                    models.remove_lora(trained)
                 models.restore_weights(model, loaded["original"])
-                seed_everything(params["seed"])
-                trained = _prepare(model, variant, params)
-                try:
-                    history = selective.unlearn(trained, loaded["tok"], seqs, selective.plan(method, params), measure,
-                                                stop, params["selective_lr"], params["selective_epochs"],
-                                                params["selective_batch_size"], tuple(params["selective_betas"]),
-                                                params["seed"], desc=f"{method} {variant}")
-                finally:
-                    if trained is not model:
-                        models.remove_lora(trained)
-                    models.restore_weights(model, loaded["original"])
-                return pd.DataFrame([{"method": method, "variant": variant, "epoch": r["epoch"], "phase": r["phase"],
-                                      "seq": s, "ma": float(r["ma"][s]), "el": float(r["el"][s]),
-                                      "ppl_wikitext": r["ppl_wikitext"], "ppl_lambada": r["ppl_lambada"]}
-                                     for r in history for s in range(len(seqs))])
+            return pd.DataFrame([{"method": method, "variant": variant, "epoch": r["epoch"], "phase": r["phase"],
+                                  "seq": s, "ma": float(r["ma"][s]), "el": float(r["el"][s]),
+                                  "ppl_wikitext": r["ppl_wikitext"], "ppl_lambada": r["ppl_lambada"]}
+                                 for r in history for s in range(len(seqs))])
 
-            key = {**_selective_key(params), "method": method, "variant": variant}
-            frames.append(results.cached_frame(params["profile"], label, f"selective-{method}-{variant}", key, compute))
-    return pd.concat(frames, ignore_index=True)
+        key = {**_selective_key(params), "method": method, "variant": variant}
+        return results.cached_frame(params["profile"], label, f"selective-{method}-{variant}", key, compute)
+
+    runs = [(m, v) for m in params["selective_methods"] for v in params["selective_variants"]]
+    for method, variant in distributed.share(runs):  # this process's runs; then read everyone's
+        run(method, variant)
+    distributed.wait()
+    return pd.concat([run(m, v) for m, v in runs], ignore_index=True)

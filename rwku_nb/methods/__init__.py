@@ -42,9 +42,9 @@ class Context:
 
     def hparams(self, method: str) -> dict:
         """lr, epochs, batch_size of `method` for this variant (partial-layer runs use 'full'; batch-target
-        runs use 'batch' where the profile gives it)."""
+        runs with full fine-tuning use 'batch' where the profile gives it; the paper has no LoRA batch setting)."""
         per = self.params["hparams"][method]
-        if len(self.targets) > 1 and "batch" in per:
+        if len(self.targets) > 1 and "batch" in per and self.variant == "full":
             return per["batch"]
         return per["full" if self.variant.startswith("layers-") else self.variant]
 
