@@ -89,6 +89,7 @@ DEFAULTS = {
     "batch_targets": "1-50",
     "batch_sizes": [10, 20, 30, 40, 50],
     "batch_methods": ["ga", "dpo", "npo", "rt"],
+    "batch_variant": "full",      # full fine-tuning (the paper) | lora (where full does not fit, e.g. a T4)
     # Partial-layer training (notebook 04): full fine-tuning of decoder layers [a, b) only, per window.
     "layer_windows": [[0, 4], [4, 8], [8, 12], [12, 16], [16, 20], [20, 24], [24, 28], [28, 32]],
     "layer_methods": ["ga", "dpo", "npo", "rt"],
@@ -132,7 +133,7 @@ _TYPES = {
     "memorization_size": int, "inject": (str, int, list, type(None)), "inject_lr": (int, float, str),
     "inject_epochs": int, "inject_batch_size": int, "dpo_beta": (int, float), "repe_alpha": (int, float),
     "repe_alphas": list, "repe_layer": (int, type(None)), "curve": bool, "batch_targets": (str, int, list),
-    "batch_sizes": list, "batch_methods": list, "layer_windows": list, "layer_methods": list,
+    "batch_sizes": list, "batch_methods": list, "batch_variant": str, "layer_windows": list, "layer_methods": list,
     "sga_gamma": (int, float), "sga_stop": (int, float), "tau_switch": (int, float), "tau_coef": (int, float),
     "ta_gamma": (int, float), "ta_switch": (int, float), "ta_coef": (int, float), "selective_betas": list,
     "selective_methods": list, "selective_variants": list, "selective_data": str, "selective_file": str,
@@ -148,9 +149,14 @@ _CHOICES = {
     "utility": ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency"),
     "selective_methods": ("ga_seq", "ta", "sga", "tau"),
     "selective_variants": ("full", "lora"),
+    "batch_variant": ("full", "lora"),
     "selective_data": ("extraction", "rwku"),
 }
 _UNSEEN = {"extraction": ("wikitext", "lambada"), "rwku": ("heldout", "counterfactual")}
+# Sizes and counts that must be at least 1 (0 would e.g. make an empty forget corpus or an empty batch).
+_POSITIVE = ("corpus_size", "corpus_max_new_tokens", "corpus_batch_size", "max_length", "grad_accum", "lora_r",
+             "lora_alpha", "eval_batch_size", "mia_batch_size", "max_new_tokens", "utility_batch_size",
+             "memorization_size")
 
 
 def profile_path(profile: str) -> Path:
@@ -170,7 +176,8 @@ def load_profile(profile: str, overrides: dict | None = None) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise RwkuError(f"{path}: not valid YAML ({e}).") from None
+        raise RwkuError(f"{path}: not valid YAML ({e}). Fix the syntax at the line shown: one `key: value` "
+                        "per line, lists as [a, b].") from None
     if not isinstance(raw, dict):
         raise RwkuError(f"{path}: expected a mapping of parameter names to values, got {type(raw).__name__}.")
     if not overrides:
@@ -200,6 +207,9 @@ def make_params(values: dict, source: str = "parameters") -> dict:
                 f"expected {_type_name(expected)}."
             )
         params[key] = value
+    for key in _POSITIVE:
+        if params[key] < 1:
+            raise RwkuError(f"{source}: key {key!r} has value {params[key]!r}; expected a positive whole number.")
     params["inject_lr"] = _number(params["inject_lr"], float, f"{source}: key 'inject_lr'")
     for key in ("inject_epochs", "inject_batch_size"):
         _number(params[key], int, f"{source}: key {key!r}")

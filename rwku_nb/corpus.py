@@ -117,6 +117,10 @@ def provided_corpus(target, kind: str = "positive", n: int | None = None) -> lis
     """The provided corpus of `kind` (written by LLaMA-3-8B-Instruct), in `generate_corpus`'s shapes."""
     kind = _kind(kind)
     rows = target.corpus(kind)
+    if not rows and target.has(kind):
+        raise RwkuError(f"{target.where(kind)}: the provided '{kind}' corpus of target {target.index} "
+                        f"({target.name}) holds no rows: nothing to unlearn from. Restore the file from the RWKU "
+                        "release, or use corpus: generated.")
     if not rows:
         raise RwkuError(
             f"Target {target.index} ({target.name}) has no provided '{kind}' corpus file. "

@@ -335,6 +335,15 @@ class Target:
             return self._source()._utility_owner(self, stem) is not None
         return self._source()._exists(self, stem)
 
+    def where(self, kind: str | None = None) -> str:
+        """Where rows of `kind` come from (its file, or the hub config and subject); without `kind`, the
+        target's folder: for error messages that must name the file to fix."""
+        data = self._source()
+        if data.hub:
+            return f"{_hub_where(_stem(kind)) if kind else HUB_ID}, subject {self.name!r}"
+        folder = data.root / self.folder
+        return str(folder / f"{_stem(kind)}.json" if kind else folder)
+
     def summary(self) -> dict[str, int]:
         """Row counts per kind (file stem), 0 where absent; for overview tables in notebooks."""
         out: dict[str, int] = {}

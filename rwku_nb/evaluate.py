@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import RwkuError
 from .generation import greedy_generate
 from .metrics import (
     mia_keys,
@@ -40,15 +41,28 @@ def probe_rows(target) -> list[dict]:
 @torch.no_grad()
 def evaluate_probes(model, tokenizer, target, icu: bool = False, batch_size: int = 32,
                     max_new_tokens: int = 30, stop: str = "newline") -> list[dict]:
-    """Per-probe predictions and ROUGE-L recall (x100, both scorers) for a target's probes."""
+    """Per-probe predictions and ROUGE-L recall (x100, both scorers) for a target's probes; a target with
+    no forget or no neighbor probes at all is an error (its scores would be NaN, not a measurement)."""
     rows = probe_rows(target)
+    where = getattr(target, "where", lambda kind=None: f"target {target.name}" + (f" {kind}" if kind else ""))
+    for split, levels in (("forget", "1/2/3"), ("neighbor", "1/2")):
+        if not any(r["set"] == split for r in rows):
+            raise RwkuError(f"{where()}: target {target.index} ({target.name}) has no {split} probes "
+                            f"({split}_level{levels}.json are missing or empty): nothing to evaluate. Restore "
+                            "the files from the RWKU release, or drop the target from `targets`.")
+    files: dict[str, str] = {}
+    names = []  # where each probe comes from, for errors about one prompt (e.g. longer than the context)
+    for r in rows:
+        kind = f"{r['set']}_level{r['level']}"
+        files[kind] = files.get(kind) or where(kind)
+        names.append(f"{files[kind]} row {r['index']}")
     prompts = [
         probe_prompt(tokenizer, r["_probe"], r["level"],
                      icu_subject=r["_probe"].get("subject", target.name) if icu else None)
         for r in rows
     ]
     texts = greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                            batch_size=batch_size, stop=stop, desc=f"probes {target.name}")
+                            batch_size=batch_size, stop=stop, desc=f"probes {target.name}", names=names)
     out = []
     for row, text in zip(rows, texts):
         pred = official_prediction(text)  # strip; empty -> "NOANSWER", as the official code does

@@ -88,8 +88,10 @@ def greedy_generate(
     add_special_tokens: bool = True,
     share_prefix: bool = True,
     desc: str | None = None,
+    names: list[str] | None = None,
 ) -> list[str]:
-    """Greedy completions of `prompts` (same order), each stopping on its own; see module doc."""
+    """Greedy completions of `prompts` (same order), each stopping on its own; see module doc.
+    `names` says where each prompt comes from (e.g. a data file and row), for error messages."""
     if stop not in STOP_MODES:
         raise RwkuError(f"Unknown stop mode {stop!r}: expected one of {STOP_MODES}.")
     if not prompts:
@@ -114,8 +116,9 @@ def greedy_generate(
     max_ctx = getattr(model.config, "max_position_embeddings", None)
     for i, ids in enumerate(encoded):
         if max_ctx and len(ids) + max_new_tokens > max_ctx:
+            what = f"{names[i]}: the prompt" if names else f"Prompt {i}"
             raise RwkuError(
-                f"Prompt {i} has {len(ids)} tokens; with {max_new_tokens} new tokens it exceeds the "
+                f"{what} has {len(ids)} tokens; with {max_new_tokens} new tokens it exceeds the "
                 f"model's context of {max_ctx}. Shorten the prompt or lower max_new_tokens."
             )
     # Every probe prompt starts with the same chat-template tokens, and prompts of one template share

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
+from .errors import RwkuError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # RWKU_DATA: a local directory in the official layout (holding Target/<N>_<Name>/*.json) or the
@@ -23,11 +25,24 @@ RESULTS_ENV = "RWKU_NB_RESULTS"
 EXTRACTION_ENV = "RWKU_NB_EXTRACTION"
 
 
+def writable_dir(path: Path, env: str, what: str) -> Path:
+    """`path`, created if needed; an RwkuError naming it and `env` (the variable that moves it) when it
+    cannot be created or is not writable, before anything is written there."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a regular file in the way, no permission, read-only file system
+        raise RwkuError(f"The {what} directory {path} cannot be created ({e.strerror or e}). Set {env} to a "
+                        f"writable directory (export {env}=/path/to/dir).") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RwkuError(f"The {what} directory {path} is not writable. Set {env} to a writable directory "
+                        f"(export {env}=/path/to/dir).")
+    return path
+
+
 def cache_dir() -> Path:
     """The user cache directory of rwku_nb (created on first use)."""
-    path = Path(os.environ.get(CACHE_ENV) or user_cache_dir("rwku_nb"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable_dir(Path(os.environ.get(CACHE_ENV) or user_cache_dir("rwku_nb")), CACHE_ENV, "cache")
 
 
 def extraction_dir() -> Path:
@@ -37,17 +52,13 @@ def extraction_dir() -> Path:
 
 def figures_dir() -> Path:
     """Directory for tables and figures (created on first use)."""
-    path = Path(os.environ.get(FIGURES_ENV) or REPO_ROOT / "figures")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable_dir(Path(os.environ.get(FIGURES_ENV) or REPO_ROOT / "figures"), FIGURES_ENV, "figures")
 
 
 def results_dir(profile: str) -> Path:
     """Directory of the results store of one profile (created on first use)."""
     root = Path(os.environ.get(RESULTS_ENV) or REPO_ROOT / "build" / "results")
-    path = root / profile
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable_dir(root / profile, RESULTS_ENV, "results")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

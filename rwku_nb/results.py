@@ -41,9 +41,10 @@ def read_result(path: Path) -> dict:
     """One result file, with a clear error if it is not a result file."""
     try:
         data = json.loads(Path(path).read_text())
-        assert {"meta", "rows", "predictions"} <= set(data)
-    except (json.JSONDecodeError, AssertionError, UnicodeDecodeError):
-        raise RwkuError(f"{path} is not an rwku_nb result file; delete it and rerun to recompute it.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if not (isinstance(data, dict) and {"meta", "rows", "predictions"} <= set(data)):
+        raise RwkuError(f"{path} is not an rwku_nb result file; delete it and rerun to recompute it.")
     return data
 
 

@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 import torch
 from tqdm.auto import tqdm
 
+from .errors import RwkuError
 from .generation import _common_prefix_length, _expand_cache, _prefix_cache, greedy_generate
 from .models import padding_id
 from .prompts import ICU_TEMPLATE
@@ -323,6 +324,10 @@ def subset(rows: list[dict], size: int | None) -> list[dict]:
 def evaluate_utility(model, tokenizer, sets: dict[str, list[dict]], icu_subject: str | None = None,
                      batch_size: int = 8) -> list[dict]:
     """Metric rows `utility_<name>` (x100, as the paper reports them; n = items) of each given set."""
+    unknown = sorted(set(sets) - set(EVALUATORS))
+    if unknown:
+        raise RwkuError(f"unknown utility metric(s) {unknown}; expected one of {', '.join(EVALUATORS)} (the "
+                        "names the profile key 'utility' takes). Fix the spelling or drop the set.")
     out = []
     for name, rows in sets.items():
         score, _ = EVALUATORS[name](model, tokenizer, rows, icu_subject=icu_subject, batch_size=batch_size)
