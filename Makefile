@@ -9,7 +9,7 @@ export RWKU_DATA
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 CI_PROFILE := cpu-smoke
 
-.PHONY: venv figures notebooks test unit nbval bench lab clean
+.PHONY: venv figures notebooks test unit nbval bench lab lab-deps sweep colab clean
 
 venv: $(VENV)/.installed
 
@@ -39,8 +39,16 @@ notebooks: venv
 
 test: venv unit nbval
 
-unit: venv
+# The unit tests include a browser test of JupyterLab (tests/test_lab.py), hence lab-deps.
+unit: venv lab-deps
 	TQDM_DISABLE=1 $(PY) -m pytest tests -q
+
+# JupyterLab + selenium in the venv; Debian's chromium and its driver (root; skipped when present).
+lab-deps: venv
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	   chromium chromium-driver)
+	$(PY) -m pip install -q -e ".[lab]"
 
 # nbval re-executes the committed notebooks and compares their outputs. A fresh run's sweep cells take
 # ~30 min on 2 CPU cores, and nbval waits only 5 s for a cell's outputs once it has replied (see
@@ -50,6 +58,17 @@ nbval: venv
 	$(MAKE) figures PROFILE=$(CI_PROFILE)
 	TQDM_DISABLE=1 $(PY) -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=5400 \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_plugin -p no:cacheprovider $(NOTEBOOKS)
+
+# A profile's sweeps over several processes/GPUs (each takes its share of the targets; one results store),
+# then `make figures PROFILE=...` builds tables from that store. ACCELERATE_CONFIG: params/accelerate/*.yaml.
+ACCELERATE_CONFIG ?= params/accelerate/multi_gpu.yaml
+PARTS ?= single,batch,layers
+sweep: venv
+	$(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG) -m rwku_nb.sweep $(PROFILE) --parts $(PARTS)
+
+# Write the Colab install cell into every notebook and check the README's badges (rwku_nb/colab.py).
+colab: venv
+	$(PY) -m rwku_nb.colab
 
 bench: venv
 	$(PY) -m rwku_nb.bench

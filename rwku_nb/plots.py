@@ -104,7 +104,7 @@ def memorization_bars(table, title: str = ""):
         sns.barplot(data=long, x="kind", y=column, hue="model", ax=ax, edgecolor="black", linewidth=0.5)
         ax.set_ylabel(label)
         ax.set_xlabel("")
-        ax.set_xticklabels(ax.get_xticklabels(), rotation=20, ha="right")
+        plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
         ax.legend(fontsize=8, frameon=True)
     fig.suptitle(title)
     fig.tight_layout()
@@ -119,7 +119,7 @@ def heatmap(table, title: str = "", label: str = "ROUGE-L recall x100", center=N
     cmap = "RdBu_r" if center is not None else "viridis"
     sns.heatmap(table.astype(float), annot=True, fmt=".0f", cmap=cmap, center=center, ax=ax,
                 cbar_kws={"label": label}, linewidths=0.5, annot_kws={"fontsize": 8})
-    ax.set_xticklabels(ax.get_xticklabels(), rotation=35, ha="right")
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
     ax.set_title(title)
     fig.tight_layout()
     return fig
