@@ -44,17 +44,16 @@ def evaluate_probes(model, tokenizer, target, icu: bool = False, batch_size: int
     """Per-probe predictions and ROUGE-L recall (x100, both scorers) for a target's probes; a target with
     no forget or no neighbor probes at all is an error (its scores would be NaN, not a measurement)."""
     rows = probe_rows(target)
-    where = getattr(target, "where", lambda kind=None: f"target {target.name}" + (f" {kind}" if kind else ""))
     for split, levels in (("forget", "1/2/3"), ("neighbor", "1/2")):
         if not any(r["set"] == split for r in rows):
-            raise RwkuError(f"{where()}: target {target.index} ({target.name}) has no {split} probes "
+            raise RwkuError(f"{target.where()}: target {target.index} ({target.name}) has no {split} probes "
                             f"({split}_level{levels}.json are missing or empty): nothing to evaluate. Restore "
                             "the files from the RWKU release, or drop the target from `targets`.")
     files: dict[str, str] = {}
     names = []  # where each probe comes from, for errors about one prompt (e.g. longer than the context)
     for r in rows:
         kind = f"{r['set']}_level{r['level']}"
-        files[kind] = files.get(kind) or where(kind)
+        files[kind] = files.get(kind) or target.where(kind)
         names.append(f"{files[kind]} row {r['index']}")
     prompts = [
         probe_prompt(tokenizer, r["_probe"], r["level"],
