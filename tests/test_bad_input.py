@@ -12,6 +12,7 @@ os.access reports on a read-only mount).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -396,15 +397,16 @@ CASES = [
 ]
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    """Every regular file under `root` with its bytes (symlinks not followed; the SmolLM2 weights that
-    tmp_store links into cache/models are the tiny model's tokenizer, not output)."""
+def _files(root: Path) -> dict[str, str]:
+    """Every regular file under `root` with the SHA-256 of its bytes (symlinks not followed; the SmolLM2
+    weights that tmp_store links into cache/models are the tiny model's tokenizer, not output). Digests,
+    not bytes: a failing comparison must not print a model's weights."""
     out = {}
     for folder, dirs, names in os.walk(root):
         for name in names:
             path = Path(folder) / name
             if not path.is_symlink():
-                out[str(path.relative_to(root))] = path.read_bytes()
+                out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 
