@@ -143,3 +143,21 @@ def test_scorer_sensitivity_counts_changed_probes():
     # forget All per target, then over targets: rwku (350/5 + 60) / 2; rouge-score 5 points lower on target 1.
     assert table.loc["Before", "forget All rwku"] == pytest.approx((350 / 5 + 60) / 2)
     assert table.loc["Before", "forget All rouge-score"] == pytest.approx((345 / 5 + 60) / 2)
+
+
+def test_written_tables_get_the_mode_open_would_give(tmp_path):
+    """atomic_write_text goes through mkstemp (mode 0600); the file must end as open() would make it."""
+    import os
+
+    from rwku_nb.paths import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "t.md", "x")
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "u.md", "y")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "t.md").stat().st_mode & 0o777) == "0o644"
+    assert oct((tmp_path / "u.md").stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / "t.md").read_text() == "x" and not list(tmp_path.glob(".*.tmp"))
