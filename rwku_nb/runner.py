@@ -127,11 +127,14 @@ def sweep_predictions(params: dict | str) -> pd.DataFrame:
 
 def _own(df: pd.DataFrame, params: dict, targets) -> pd.DataFrame:
     """The rows of `df` that belong to this sweep's jobs: the store may hold other runs' results too
-    (e.g. partial-layer variants), which must not change this sweep's tables."""
+    (partial-layer variants, batch-target runs of the same method and variant), which must not change
+    this sweep's rows or tables. Its settings: "single" and the curve points "epoch-K" / "alpha-A"."""
     if df.empty:
         return df
     keep = set(jobs(params["methods"], params["variants"]))
     mask = np.array([(m, v) in keep for m, v in zip(df["method"], df["variant"])], dtype=bool)
+    setting = df["setting"].astype(str)
+    mask &= ((setting == SINGLE) | setting.str.startswith("epoch-") | setting.str.startswith("alpha-")).to_numpy()
     return df[mask & df["target_index"].isin([t.index for t in targets])].reset_index(drop=True)
 
 

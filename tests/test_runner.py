@@ -121,6 +121,10 @@ def test_batch_target_unlearns_the_union_and_reports_every_target(tmp_store, rwk
     assert set(zip(rows["setting"], rows["target_index"])) == {("batch-1", 1), ("batch-2", 1), ("batch-2", 2)}
     table = tables.batch_table(rows)
     assert list(table.index) == [("GA", 1), ("GA", 2)]
+    # The store now holds batch-target GA full rows of target 1: the single-target sweep's rows stay its own.
+    full = {"ga": {"full": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}
+    single = runner.run_sweep(_params(targets="1", methods=["ga"], variants=["full"], hparams=full, utility=[]))
+    assert set(single["setting"]) == {"single"} and len(single) > 0
     with pytest.raises(RwkuError, match="batch_sizes goes up to 3"):
         runner.run_batch(_params(batch_targets=[1, 2], batch_sizes=[3], batch_methods=["ga"], hparams=hp))
 
