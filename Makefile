@@ -8,6 +8,9 @@ RWKU_DATA ?= $(if $(wildcard ../shared/rwku/Target),$(abspath ../shared/rwku),hu
 export RWKU_DATA
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 CI_PROFILE := cpu-smoke
+# No progress bars in executed notebooks that are committed or compared (rwku_nb/progress.py says why):
+# TQDM_DISABLE for rwku_nb's bars, HF_HUB_DISABLE_PROGRESS_BARS for transformers' own.
+QUIET := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 
 .PHONY: venv figures notebooks test unit nbval bench lab lab-deps sweep colab clean
 
@@ -31,17 +34,19 @@ figures: venv
 	    $$nb build/notebooks/$(PROFILE)/$$(basename $$nb) || exit 1; \
 	done
 
-# Re-execute the committed notebooks in place with the CI profile (what nbval then checks).
+# Re-execute the committed notebooks in place with the CI profile (what nbval then checks). SmolLM2 is
+# built first, outside them: transformers' GGUF conversion bar would be a widget in notebook 01.
 notebooks: venv
+	$(QUIET) $(PY) -c "from rwku_nb import models; models.smollm2_dir()"
 	for nb in $(NOTEBOOKS); do \
-	  TQDM_DISABLE=1 $(VENV)/bin/papermill -k python3 --cwd notebooks -p profile $(CI_PROFILE) $$nb $$nb || exit 1; \
+	  $(QUIET) $(VENV)/bin/papermill -k python3 --cwd notebooks -p profile $(CI_PROFILE) $$nb $$nb || exit 1; \
 	done
 
 test: venv unit nbval
 
 # The unit tests include a browser test of JupyterLab (tests/test_lab.py), hence lab-deps.
 unit: venv lab-deps
-	TQDM_DISABLE=1 $(PY) -m pytest tests -q
+	$(QUIET) $(PY) -m pytest tests -q
 
 # JupyterLab + selenium in the venv; Debian's chromium and its driver (root; skipped when present).
 lab-deps: venv
@@ -56,7 +61,7 @@ lab-deps: venv
 # store; executed copies in build/notebooks/), then nbval re-runs them against that store.
 nbval: venv
 	$(MAKE) figures PROFILE=$(CI_PROFILE)
-	TQDM_DISABLE=1 $(PY) -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=5400 \
+	$(QUIET) $(PY) -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=5400 \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_plugin -p no:cacheprovider $(NOTEBOOKS)
 
 # A profile's sweeps over several processes/GPUs (each takes its share of the targets; one results store),

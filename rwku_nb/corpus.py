@@ -20,10 +20,10 @@ import hashlib
 import json
 
 import torch
-from tqdm.auto import tqdm
 
 from .errors import RwkuError
 from .paths import atomic_write_json, cache_dir
+from .progress import tqdm
 
 KINDS = ("positive", "negative", "reject")
 # kind -> (system message or None, user message, text appended after the generation prompt)

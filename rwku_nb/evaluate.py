@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .errors import RwkuError
 from .generation import greedy_generate
@@ -21,6 +20,7 @@ from .metrics import (
     token_statistics,
 )
 from .models import padding_id
+from .progress import tqdm
 from .prompts import probe_prompt
 
 LEVEL_NAMES = {1: "FB", 2: "QA", 3: "AA"}

@@ -21,11 +21,11 @@ from the batch (and from the cache) at every step.
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from .errors import RwkuError
 from .models import padding_id
+from .progress import tqdm
 
 STOP_MODES = ("newline", "official", "eos")
 

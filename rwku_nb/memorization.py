@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .corpus import provided_corpus
 from .errors import RwkuError
 from .models import padding_id
 from .paths import extraction_dir
+from .progress import tqdm
 from .prompts import probe_prompt
 from .training import Example, collate, pair_examples
 

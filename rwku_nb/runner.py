@@ -15,7 +15,6 @@ import random
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed, injection, models, results, selective
 from . import utility as utility_metrics
@@ -27,6 +26,7 @@ from .evaluate import evaluate_mia, evaluate_probes, summarize_probes
 from .memorization import knowledge_ranking as rank_targets
 from .memorization import memorization_rows
 from .methods import METHODS, Context
+from .progress import tqdm
 from .training import Diverged
 from .results import SINGLE
 

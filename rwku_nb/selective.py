@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .errors import RwkuError
 from .memorization import token_stats
 from .models import padding_id
 from .paths import extraction_dir
+from .progress import tqdm
 from .training import Example, sequence_nll, token_count, train
 
 # ---------------------------------------------------------------------------------------------- metrics

@@ -11,11 +11,11 @@ import random
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 from transformers import get_constant_schedule, get_cosine_schedule_with_warmup
 
 from .errors import RwkuError
 from .models import padding_id
+from .progress import tqdm
 
 
 class Diverged(RwkuError):

@@ -14,11 +14,11 @@ import string
 from collections import Counter, defaultdict
 
 import torch
-from tqdm.auto import tqdm
 
 from .errors import RwkuError
 from .generation import _common_prefix_length, _expand_cache, _prefix_cache, greedy_generate
 from .models import padding_id
+from .progress import tqdm
 from .prompts import ICU_TEMPLATE
 
 MMLU_LETTERS = "ABCD"
