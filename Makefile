@@ -64,8 +64,9 @@ nbval: venv
 	$(QUIET) $(PY) -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=5400 \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_plugin -p no:cacheprovider $(NOTEBOOKS)
 
-# A profile's sweeps over several processes/GPUs (each takes its share of the targets; one results store),
-# then `make figures PROFILE=...` builds tables from that store. ACCELERATE_CONFIG: params/accelerate/*.yaml.
+# A profile's sweeps over several processes/GPUs (multi_gpu.yaml: each takes its share of the targets;
+# fsdp.yaml: all share one sharded model), one results store; then `make figures PROFILE=...` builds the
+# tables from that store. ACCELERATE_CONFIG: params/accelerate/*.yaml.
 ACCELERATE_CONFIG ?= params/accelerate/multi_gpu.yaml
 PARTS ?= single,batch,layers
 sweep: venv

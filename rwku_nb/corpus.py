@@ -21,6 +21,7 @@ import json
 
 import torch
 
+from . import distributed
 from .errors import RwkuError
 from .paths import atomic_write_json, cache_dir
 from .progress import tqdm
@@ -74,8 +75,10 @@ def generate_corpus(model, tokenizer, target, model_id: str, kind: str = "positi
     if kind == "reject":
         max_new_tokens = QUESTION_MAX_NEW_TOKENS
     path = _cache_path(model_id, target, kind, n, max_new_tokens, seed)
-    if path.exists():
-        return json.loads(path.read_text())["samples"]
+    # Sharded, process 0's cache decides for all: every process then generates, or none does.
+    cached = distributed.agree(json.loads(path.read_text())["samples"] if path.exists() else None)
+    if cached is not None:
+        return cached
     prompt = corpus_prompt(tokenizer, target, kind)
     device = next(model.parameters()).device
     enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
@@ -90,15 +93,17 @@ def generate_corpus(model, tokenizer, target, model_id: str, kind: str = "positi
                 input_ids=enc["input_ids"].repeat(k, 1), attention_mask=enc["attention_mask"].repeat(k, 1),
                 do_sample=True, temperature=1.0, top_p=0.9, max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
+                synced_gpus=distributed.sharded(),  # a sharded model: every process steps until all are done
             )
             texts += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
         model.train(was_training)
-    samples = _finish(kind, texts)
+    samples = distributed.agree(_finish(kind, texts))  # sharded: process 0's samples on every process
     if not samples:
         raise RwkuError(f"The model wrote only empty {kind} texts about {target.name}; raise corpus_max_new_tokens.")
-    atomic_write_json(path, {"model": model_id, "target": target.name, "kind": kind, "prompt": prompt,
-                             "samples": samples})
+    if distributed.writes():
+        atomic_write_json(path, {"model": model_id, "target": target.name, "kind": kind, "prompt": prompt,
+                                 "samples": samples})
     return samples
 
 

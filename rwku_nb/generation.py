@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from . import distributed
 from .errors import RwkuError
 from .models import padding_id
 from .progress import tqdm
@@ -155,7 +156,7 @@ def greedy_generate(
         seen_content = torch.zeros(len(rows), dtype=torch.bool)
         next_pos = position[:, -1]
         for step in range(max_new_tokens):
-            token = logits.argmax(-1)
+            token = distributed.agree(logits.argmax(-1))  # a sharded model: process 0's tokens everywhere
             token_cpu = token.cpu()
             for r, i in enumerate(alive):
                 outputs[i].append(int(token_cpu[r]))

@@ -91,9 +91,11 @@ def run_sweep(params: dict | str, model_and_tokenizer=None, mia: bool = True) ->
     targets = RWKU(params["data"]).select(params["targets"])
     label = injection.model_label(params)
     needs = {f"utility_{name}" for name in params["utility"]} if mia else set()
-    # Under `accelerate launch`, each process takes its share of the targets (distributed.share).
-    todo = [(t, m, v) for t in distributed.share(targets) for m, v in jobs(params["methods"], params["variants"])
-            if not results.is_finished(results.result_path(params["profile"], label, m, v, t.index), needs)]
+    # Under `accelerate launch`, each process takes its share of the targets (all of them, if sharded).
+    mine = [(t, m, v) for t in distributed.jobs(targets) for m, v in jobs(params["methods"], params["variants"])]
+    done = distributed.agree([results.is_finished(results.result_path(params["profile"], label, m, v, t.index), needs)
+                              for t, m, v in mine])  # sharded: process 0's view of the store, for all
+    todo = [job for job, finished in zip(mine, done) if not finished]
     _run_jobs(params, model_and_tokenizer, label, todo, "sweep",
               lambda t, m, v: ([t], m, v, SINGLE, mia))
     return _own(results.load_rows(params["profile"], label), params, targets)
@@ -106,15 +108,31 @@ def _run_jobs(params: dict, model_and_tokenizer, label: str, todo: list, desc: s
         loaded = _load(params, model_and_tokenizer, label) if todo else None
     if loaded:
         model, tokenizer, label = loaded
-        original = models.snapshot_weights(model)
         rank, size = distributed.world()
+        if distributed.sharded():
+            _shard(model, rank, size)
+        original = models.snapshot_weights(model)
         for job in tqdm(todo, desc=desc):
             targets, method, variant, setting, mia = job_args(*job)
             run_job(model, tokenizer, original, targets, method, variant, params, label, setting, mia=mia)
-            if size > 1:  # which process did what (the sharding test reads these lines)
+            if size > 1 and distributed.writes():  # which process did what (the sharding tests read these lines)
                 print(f"[process {rank}/{size}] {setting} {method} {variant} target(s) "
-                      f"{','.join(str(t.index) for t in targets)}", flush=True)
+                      f"{','.join(str(t.index) for t in targets)}{' (sharded)' if distributed.sharded() else ''}",
+                      flush=True)
     distributed.wait()
+
+
+def _shard(model, rank: int, size: int) -> None:
+    """Shard the sweep's model over the processes (distributed.shard) and say what this one holds."""
+    try:
+        layers = models.decoder_layers(model)
+    except RwkuError as e:
+        raise RwkuError(f"{e} FSDP sharding wraps each decoder layer; for other models launch with "
+                        "params/accelerate/multi_gpu.yaml (one model per process).") from None
+    distributed.shard(model, layers)
+    held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    print(f"[process {rank}/{size}] sharded: holds {held} of {total} parameter values", flush=True)
 
 
 def sweep_predictions(params: dict | str) -> pd.DataFrame:
@@ -148,10 +166,11 @@ def run_batch(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
         raise RwkuError(f"batch_sizes goes up to {max(params['batch_sizes'])} targets but batch_targets "
                         f"{params['batch_targets']!r} holds {len(pool)}; shrink batch_sizes or widen batch_targets.")
     label = injection.model_label(params)
-    todo = [(n, m) for n, m in distributed.share([(n, m) for n in params["batch_sizes"] for m in params["batch_methods"]])
-            if not all(results.result_path(params["profile"], label, m, params["batch_variant"], t.index,
-                                           f"batch-{n}").exists()
-                       for t in pool[:n])]
+    mine = distributed.jobs([(n, m) for n in params["batch_sizes"] for m in params["batch_methods"]])
+    done = distributed.agree([all(results.result_path(params["profile"], label, m, params["batch_variant"], t.index,
+                                                      f"batch-{n}").exists() for t in pool[:n])
+                              for n, m in mine])
+    todo = [job for job, finished in zip(mine, done) if not finished]
     _run_jobs(params, model_and_tokenizer, label, todo, "batch-target",
               lambda n, m: (pool[:n], m, params["batch_variant"], f"batch-{n}", False))
     rows = results.load_rows(params["profile"], label)
@@ -239,7 +258,9 @@ def run_job(model, tokenizer, original, targets: list, method: str, variant: str
             tqdm.write(f"{method} {variant} diverged at step {e.step}; recorded, going on.")
             return
         except Exception as e:
-            if not models.is_out_of_memory(e):
+            # A sharded run cannot retry on one process alone (the others would wait in a collective):
+            # the error ends the launch, which stops every process.
+            if not models.is_out_of_memory(e) or distributed.sharded():
                 raise
             models.free_memory()
             smaller = _halved(params, method)
@@ -347,7 +368,8 @@ def _save(params, label, setting, method, variant, target, rows, preds, info, co
     keys = ("model", "setting", "method", "variant", "target_index", "target")
     tidy = [{**{k: meta[k] for k in keys}, **r} for r in rows]
     path = results.result_path(params["profile"], label, method, variant, target.index, setting)
-    results.save_result(path, meta, tidy, preds, info)
+    if distributed.writes():
+        results.save_result(path, meta, tidy, preds, info)
 
 
 def _params(params: dict | str) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import get_constant_schedule, get_cosine_schedule_with_warmup
 
+from . import distributed
 from .errors import RwkuError
 from .models import padding_id
 from .progress import tqdm
@@ -137,7 +138,7 @@ def train(model, tokenizer, examples: list, loss_fn, lr: float, epochs: int,
                 step_loss = 0.0
                 for idx in group:
                     loss = loss_fn(model, collate_fn([examples[i] for i in idx], pad_id, device)) / len(group)
-                    if not torch.isfinite(loss):
+                    if not distributed.agree(bool(torch.isfinite(loss))):  # process 0's verdict if sharded
                         raise Diverged(desc, len(losses) + 1, loss.item())
                     loss.backward()
                     step_loss += loss.item()
