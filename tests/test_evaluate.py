@@ -36,7 +36,10 @@ def test_batched_mia_equals_one_text_per_pass(tiny):
             if math.isnan(want[key]):
                 assert math.isnan(got[key])
             else:
-                assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
+                # Padded and unpadded passes run different matmul shapes (float32 sums in another order,
+                # ~1e-7); Min-K%++ divides by the random model's small sigma (~0.16), so with 2 threads it
+                # moves by up to ~6e-6 (measured). A pad leaking into a row moves it by far more.
+                assert got[key] == pytest.approx(want[key], rel=5e-5, abs=1e-6), key
 
 
 class _Target:

@@ -325,6 +325,24 @@ def test_token_statistics_right_padded_batch_equals_unpadded():
         token_statistics(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), left_padded)
 
 
+def test_token_statistics_variance_of_a_flat_distribution_keeps_float64_precision():
+    # A near-uniform next-token distribution over a large vocabulary (what a small or random model gives):
+    # sum p (log p)^2 and mu^2 are both ~117 while their difference is ~0.03, so the official formula
+    # evaluated in float32 keeps only ~2-3 digits of it.
+    g = torch.Generator().manual_seed(0)
+    V = 49152
+    logits = torch.randn(1, 6, V, generator=g) * 0.16
+    ids = torch.randint(0, V, (1, 6), generator=g)
+    _, mu, var = token_statistics(logits, ids, torch.ones_like(ids))[0]
+    logp = torch.log_softmax(logits[0, :-1].double(), dim=-1)
+    want_mu = (logp.exp() * logp).sum(-1)
+    want_var = (logp.exp() * (logp - want_mu[:, None]) ** 2).sum(-1)
+    torch.testing.assert_close(var.double(), want_var, rtol=1e-5, atol=0)
+    torch.testing.assert_close(mu.double(), want_mu, rtol=1e-6, atol=0)
+    cancelling = ((logp.float().exp() * logp.float() ** 2).sum(-1) - mu ** 2).double()  # the official form
+    assert ((cancelling - want_var).abs() / want_var).max() > 1e-4  # what this test guards against
+
+
 def _official_transcription(logits_row: torch.Tensor, ids_row: torch.Tensor, text: str) -> dict:
     """Straight transcription of the per-text formulas of the official eval_mia.py (for one text)."""
     loss = F.cross_entropy(logits_row[:-1], ids_row[1:])  # what HF computes with labels=input_ids
