@@ -11,6 +11,10 @@ CI_PROFILE := cpu-smoke
 # No progress bars in executed notebooks that are committed or compared (rwku_nb/progress.py says why):
 # TQDM_DISABLE for rwku_nb's bars, HF_HUB_DISABLE_PROGRESS_BARS for transformers' own.
 QUIET := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+# The numeric kernels pinned to their AVX2 code paths, so that the committed results store and notebooks
+# reproduce bit for bit on any x86-64 CPU with AVX2 (AVX-512 kernels round differently): MKL's conditional
+# numerical reproducibility, ATen's vectorized kernels, oneDNN. tests/test_reproducibility.py checks them.
+PINNED := MKL_CBWR=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 
 .PHONY: venv figures notebooks test unit nbval bench lab lab-deps sweep colab clean
 
@@ -34,19 +38,24 @@ figures: venv
 	    $$nb build/notebooks/$(PROFILE)/$$(basename $$nb) || exit 1; \
 	done
 
-# Re-execute the committed notebooks in place with the CI profile (what nbval then checks). SmolLM2 is
-# built first, outside them: transformers' GGUF conversion bar would be a widget in notebook 01.
+# Refresh the committed notebooks and the CI profile's results store (results/cpu-smoke/) from scratch:
+# every job recomputed, the notebooks re-executed in place, papermill's injected-parameters cell folded back
+# into the parameters cell (rwku_nb/nbtools.py). SmolLM2 is built first, outside them: transformers' GGUF
+# conversion bar would be a widget in notebook 01. ~35 min on 2 CPU cores.
 notebooks: venv
-	$(QUIET) $(PY) -c "from rwku_nb import models; models.smollm2_dir()"
+	rm -rf results/$(CI_PROFILE)
+	$(QUIET) $(PINNED) $(PY) -c "from rwku_nb import models; models.smollm2_dir()"
 	for nb in $(NOTEBOOKS); do \
-	  $(QUIET) $(VENV)/bin/papermill -k python3 --cwd notebooks -p profile $(CI_PROFILE) $$nb $$nb || exit 1; \
+	  $(QUIET) $(PINNED) $(VENV)/bin/papermill -k python3 --cwd notebooks -p profile $(CI_PROFILE) $$nb $$nb || exit 1; \
 	done
+	$(PY) -m rwku_nb.nbtools strip $(NOTEBOOKS)
 
 test: venv unit nbval
 
-# The unit tests include a browser test of JupyterLab (tests/test_lab.py), hence lab-deps.
-unit: venv lab-deps
-	$(QUIET) $(PY) -m pytest tests -q
+# The unit tests; the browser test of JupyterLab (tests/test_lab.py) runs where `make lab-deps` installed
+# chromium and is skipped with its reason elsewhere (CI installs it).
+unit: venv
+	$(QUIET) $(PINNED) $(PY) -m pytest tests -q
 
 # JupyterLab + selenium in the venv; Debian's chromium and its driver (root; skipped when present).
 lab-deps: venv
@@ -55,13 +64,11 @@ lab-deps: venv
 	   chromium chromium-driver)
 	$(PY) -m pip install -q -e ".[lab]"
 
-# nbval re-executes the committed notebooks and compares their outputs. A fresh run's sweep cells take
-# ~30 min on 2 CPU cores, and nbval waits only 5 s for a cell's outputs once it has replied (see
-# tests/nbval_plugin.py): so papermill first executes them on the CI profile (filling the results
-# store; executed copies in build/notebooks/), then nbval re-runs them against that store.
+# nbval re-executes the committed notebooks and compares their outputs with the committed ones. They read
+# the committed results store (results/cpu-smoke/), so nothing is recomputed; tests/test_store_sample.py
+# recomputes a sample of its jobs from scratch and requires the same bytes.
 nbval: venv
-	$(MAKE) figures PROFILE=$(CI_PROFILE)
-	$(QUIET) $(PY) -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=5400 \
+	$(QUIET) $(PINNED) $(PY) -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=1800 \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_plugin -p no:cacheprovider $(NOTEBOOKS)
 
 # A profile's sweeps over several processes/GPUs (multi_gpu.yaml: each takes its share of the targets;

@@ -322,6 +322,15 @@ def layer_window(variant: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def hparams_for(params: dict, method: str, variant: str, n_targets: int = 1) -> dict:
+    """lr, epochs, batch_size of `method` for a variant: partial-layer runs use 'full'; batch-target runs
+    with full fine-tuning use 'batch' where the profile gives it (the paper has no LoRA batch setting)."""
+    per = params["hparams"][method]
+    if n_targets > 1 and "batch" in per and variant == "full":
+        return dict(per["batch"])
+    return dict(per["full" if variant.startswith("layers-") else variant])
+
+
 def layer_variants(params: dict) -> list[str]:
     """The partial-layer variants of a profile's layer windows: 'layers-A-B'."""
     return [f"layers-{a}-{b}" for a, b in params["layer_windows"]]

@@ -351,6 +351,16 @@ class Target:
             out[stem] = len(self.rows(stem)) if self.has(stem) else 0
         return out
 
+    def digest(self) -> str:
+        """A hash of the target's name, intro and every file it has except the shared utility sets: what
+        identifies its data in stored results (the same content read locally or from the hub, same digest)."""
+        import hashlib
+
+        content = {"name": self.name, "intro": self.intro,
+                   **{stem: self.rows(stem) for stem in KINDS if stem not in _UTILITY_STEMS and self.has(stem)}}
+        text = json.dumps(content, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     # -- probes ---------------------------------------------------------------------------
     def forget(self, level: int) -> list[dict]:
         """Forget probes of `level` 1 (fill-in-the-blank), 2 (QA) or 3 (adversarial attacks)."""

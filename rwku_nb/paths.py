@@ -19,7 +19,7 @@ DATA_ENV = "RWKU_DATA"
 CACHE_ENV = "RWKU_NB_CACHE"
 # Where tables and figures go; the committed figures/ is what `make figures` produced.
 FIGURES_ENV = "RWKU_NB_FIGURES"
-# Where per-(method, variant, target) result files go; a rerun skips what is already there.
+# Where per-job result files go (results/<profile>/, the CI profile's committed); a rerun reuses exact matches.
 RESULTS_ENV = "RWKU_NB_RESULTS"
 # The Pile extraction subsets and validation texts of the seed-0 paper (default: ../shared/extraction).
 EXTRACTION_ENV = "RWKU_NB_EXTRACTION"
@@ -57,7 +57,7 @@ def figures_dir() -> Path:
 
 def results_dir(profile: str) -> Path:
     """Directory of the results store of one profile (created on first use)."""
-    root = Path(os.environ.get(RESULTS_ENV) or REPO_ROOT / "build" / "results")
+    root = Path(os.environ.get(RESULTS_ENV) or REPO_ROOT / "results")
     return writable_dir(root / profile, RESULTS_ENV, "results")
 
 

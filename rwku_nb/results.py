@@ -1,24 +1,26 @@
-"""The results store: one atomically written JSON file per finished (method, variant, target).
+"""The results store: one atomically written JSON file per finished job and evaluated target.
 
-Each file holds tidy rows (model, setting, method, variant, target, metric, value, n), the per-probe
-predictions and what the method recorded (e.g. training losses). A rerun skips finished files.
+Each file holds the job's identity (rwku_nb.jobs: everything that shaped its numbers, in readable form),
+tidy rows (model, setting, method, variant, target, metric, value, n), the per-probe predictions and what
+the method recorded (e.g. training losses). It is named by the identity's hash, so a rerun reuses exact
+matches only; a corrupted or half-written file is moved aside (`*.corrupt`) with a warning and recomputed.
 Settings: "single" (single-target, Table 1), "epoch-K" (a single-target run evaluated after epoch K, for
 trade-off curves), "alpha-A" (RepE with weight A), "batch-N" (N targets unlearned at once).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import RwkuError
-from .paths import atomic_write_json, results_dir
+from .jobs import METRIC_VERSION, SINGLE, Job, digest
+from .paths import atomic_write_json, results_dir, shown
 
 COLUMNS = ["model", "setting", "method", "variant", "target_index", "target", "metric", "value", "n"]
-SINGLE = "single"
 
 
 def slug(text: str) -> str:
@@ -26,46 +28,90 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def result_path(profile: str, model: str, method: str, variant: str, target_index: int,
-                setting: str = SINGLE) -> Path:
-    """Where the result of one (model, setting, method, variant, target) lives."""
-    return results_dir(profile) / slug(model) / setting / f"{method}-{variant}" / f"target_{target_index:03d}.json"
+def job_dir(profile: str, model: str, setting: str, method: str, variant: str) -> Path:
+    return results_dir(profile) / slug(model) / setting / f"{method}-{variant}"
 
 
-def save_result(path: Path, meta: dict, rows: list[dict], predictions: list[dict], info: dict) -> None:
+def result_path(profile: str, model: str, job: Job, target_index: int, setting: str | None = None) -> Path:
+    """Where the result of `job` for one target lives (`setting`: a curve point's, else the job's own)."""
+    return job_dir(profile, model, setting or job.setting, job.method, job.variant) / \
+        f"target_{target_index:03d}-{job.key}.json"
+
+
+def save_result(path: Path, identity: dict, meta: dict, rows: list[dict], predictions: list[dict],
+                info: dict) -> None:
     """Write one finished result (atomically: readers never see a partial file)."""
-    atomic_write_json(path, {"meta": meta, "rows": rows, "predictions": predictions, "info": info})
+    atomic_write_json(path, {"identity": identity, "meta": meta, "rows": rows, "predictions": predictions,
+                             "info": info})
 
 
-def read_result(path: Path) -> dict:
-    """One result file, with a clear error if it is not a result file."""
+def read_result(path: Path) -> dict | None:
+    """One result file, or None (with the file moved aside and a one-line warning) if it is not a complete
+    result file: a crash mid-write elsewhere, a truncated copy, a hand edit."""
     try:
         data = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         data = None
-    if not (isinstance(data, dict) and {"meta", "rows", "predictions"} <= set(data)):
-        raise RwkuError(f"{path} is not an rwku_nb result file; delete it and rerun to recompute it.")
-    return data
+    if isinstance(data, dict) and {"identity", "meta", "rows", "predictions"} <= set(data):
+        return data
+    quarantine(path, "is not a complete rwku_nb result file")
+    return None
 
 
-def is_finished(path: Path, metrics: set[str] = frozenset()) -> bool:
-    """Whether a result exists and holds every metric in `metrics` (a diverged run counts as finished):
-    a result stored before the profile asked for more (e.g. utility sets) is recomputed."""
-    if not path.exists():
-        return False
-    stored = {row["metric"] for row in read_result(path)["rows"]}
-    return "diverged" in stored or metrics <= stored
+def quarantine(path: Path, why: str) -> None:
+    """Move a bad stored file aside to `<name>.corrupt` (kept for inspection) so that it is recomputed."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".corrupt")
+    path.replace(aside)
+    warnings.warn(f"{shown(path)} {why}; moved aside to {aside.name}, recomputing it.", stacklevel=3)
+
+
+def is_finished(profile: str, model: str, job: Job) -> bool:
+    """Whether every target of `job` has its (readable) final result; curve points are written before it."""
+    for t in job.targets:
+        path = result_path(profile, model, job, t.index)
+        if not path.exists() or read_result(path) is None:
+            return False
+    return True
+
+
+def job_files(profile: str, model: str, job: Job) -> list[Path]:
+    """Every stored file of `job` (its final results and curve points), sorted."""
+    wanted = {f"target_{t.index:03d}-{job.key}.json" for t in job.targets}
+    root = results_dir(profile) / slug(model)
+    return sorted(p for p in root.glob(f"*/{job.method}-{job.variant}/target_*-{job.key}.json") if p.name in wanted)
+
+
+def stored(profile: str, model: str, method: str, variant: str, target_index: int, setting: str = SINGLE) -> Path:
+    """The one stored result of (model, setting, method, variant, target), whatever its identity: for a
+    look at a file by hand. An RwkuError if there is none, or several (results of different settings)."""
+    found = sorted(job_dir(profile, model, setting, method, variant).glob(f"target_{target_index:03d}-*.json"))
+    if len(found) != 1:
+        raise RwkuError(f"{len(found)} stored results of {method} {variant} target {target_index} ({setting}) in "
+                        f"{shown(results_dir(profile) / slug(model))}; expected one. `python -m rwku_nb.store "
+                        f"{profile}` lists them.")
+    return found[0]
+
+
+def cached_path(profile: str, model: str, name: str, key: dict) -> Path:
+    """Where `cached_frame` stores the table `name` of `key`."""
+    key = {**key, "metric_version": METRIC_VERSION}
+    return results_dir(profile) / slug(model) / "analysis" / f"{slug(name)}-{digest(key)}.json"
 
 
 def cached_frame(profile: str, model: str, name: str, key: dict, compute) -> pd.DataFrame:
     """A derived table (e.g. notebook 01's memorization rows) computed once per (profile, model, `key`)
-    and stored beside the results (`<model>/analysis/<name>-<hash>.json`); `compute()` makes it."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = results_dir(profile) / slug(model) / "analysis" / f"{slug(name)}-{digest}.json"
+    and stored beside the results (`<model>/analysis/<name>-<hash>.json`); `compute()` makes it. `key`
+    must hold everything that shapes the table (data digests, not paths); the metric version is added."""
+    key = {**key, "metric_version": METRIC_VERSION}
+    path = cached_path(profile, model, name, key)
     if path.exists():
-        data = json.loads(path.read_text())
-        df = pd.DataFrame(data["rows"], columns=data["columns"])
-        return df.set_index(data["index"]) if data["index"] else df
+        try:
+            data = json.loads(path.read_text())
+            df = pd.DataFrame(data["rows"], columns=data["columns"])
+            return df.set_index(data["index"]) if data["index"] else df
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            quarantine(path, "is not a complete rwku_nb table")
     df = compute()
     index = df.index.name
     flat = df.reset_index() if index else df
@@ -74,25 +120,35 @@ def cached_frame(profile: str, model: str, name: str, key: dict, compute) -> pd.
     return df
 
 
-def load_rows(profile: str, model: str | None = None) -> pd.DataFrame:
-    """All tidy rows of a profile's store (optionally one model), sorted for stable tables."""
-    rows = [row for path in _files(profile, model) for row in read_result(path)["rows"]]
+def load_rows(profile: str, model: str, jobs: list[Job]) -> pd.DataFrame:
+    """The tidy rows of `jobs` (final results and curve points), sorted for stable tables."""
+    rows = [row for data in _read_all(profile, model, jobs) for row in data["rows"]]
     df = pd.DataFrame(rows, columns=COLUMNS)
     order = ["model", "setting", "method", "variant", "target_index", "metric"]
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def _files(profile: str, model: str | None) -> list[Path]:
-    return sorted(results_dir(profile).glob(f"{slug(model) if model else '*'}/*/*/*.json"))
-
-
-def load_predictions(profile: str, model: str | None = None) -> pd.DataFrame:
-    """Per-probe predictions of every stored result, one row per (method, variant, target, probe)."""
+def load_predictions(profile: str, model: str, jobs: list[Job]) -> pd.DataFrame:
+    """Per-probe predictions of `jobs`, one row per (setting, method, variant, target, probe)."""
     frames = []
-    for path in _files(profile, model):
-        data = read_result(path)
+    for data in _read_all(profile, model, jobs):
         df = pd.DataFrame(data["predictions"])
         for key in ("model", "setting", "method", "variant", "target_index", "target"):
             df.insert(0, key, data["meta"][key])
         frames.append(df)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    order = ["model", "setting", "method", "variant", "target_index"]
+    return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _read_all(profile: str, model: str, jobs: list[Job]) -> list[dict]:
+    out = []
+    for job in jobs:
+        for path in job_files(profile, model, job):
+            data = read_result(path)
+            if data is None:
+                raise RuntimeError(f"{shown(path)} was corrupt after the run that wrote it; rerun.")
+            out.append(data)
+    return out

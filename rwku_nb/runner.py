@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import distributed, injection, models, results, selective
+from . import distributed, injection, models, results
 from . import utility as utility_metrics
 from .config import layer_variants, layer_window, load_profile, make_params
 from .corpus import generate_corpus, provided_corpus
@@ -27,8 +27,8 @@ from .memorization import knowledge_ranking as rank_targets
 from .memorization import memorization_rows
 from .methods import METHODS, Context
 from .progress import tqdm
+from .jobs import SINGLE, Job, data_identity, make_job
 from .training import Diverged
-from .results import SINGLE
 
 
 def seed_everything(seed: int) -> None:
@@ -80,44 +80,47 @@ def evaluate_target(model, tokenizer, target, params: dict, icu: bool = False,
     return rows, preds
 
 
+def sweep_jobs(params: dict, mia: bool = True) -> list[Job]:
+    """The single-target jobs of a profile: every target x (method, variant)."""
+    label = injection.model_label(params)
+    return [make_job(params, label, [t], m, v, SINGLE, mia) for t in RWKU(params["data"]).select(params["targets"])
+            for m, v in jobs(params["methods"], params["variants"])]
+
+
 def run_sweep(params: dict | str, model_and_tokenizer=None, mia: bool = True) -> pd.DataFrame:
-    """Run (or resume) a profile's single-target sweep; returns the profile's tidy rows for its model.
+    """Run (or resume) a profile's single-target sweep; returns the tidy rows of its jobs (final results
+    and curve points "epoch-K" / "alpha-A"), read from the results files whose identity they have.
 
     The model is the profile's base model, or its knowledge-injected version if the profile has `inject`
     (built once and cached); `model_and_tokenizer` overrides it (tests pass a tiny model). `mia=False`
-    skips membership inference (partial-layer figures need only the probes).
+    skips membership inference and utility (partial-layer figures need only the probes).
     """
-    params = _params(params)
-    targets = RWKU(params["data"]).select(params["targets"])
-    label = injection.model_label(params)
-    needs = {f"utility_{name}" for name in params["utility"]} if mia else set()
+    params = as_params(params)
+    planned = sweep_jobs(params, mia)
     # Under `accelerate launch`, each process takes its share of the targets (all of them, if sharded).
-    mine = [(t, m, v) for t in distributed.jobs(targets) for m, v in jobs(params["methods"], params["variants"])]
-    done = distributed.agree([results.is_finished(results.result_path(params["profile"], label, m, v, t.index), needs)
-                              for t, m, v in mine])  # sharded: process 0's view of the store, for all
-    todo = [job for job, finished in zip(mine, done) if not finished]
-    _run_jobs(params, model_and_tokenizer, label, todo, "sweep",
-              lambda t, m, v: ([t], m, v, SINGLE, mia))
-    return _own(results.load_rows(params["profile"], label), params, targets)
+    mine = {t.index for t in distributed.jobs(RWKU(params["data"]).select(params["targets"]))}
+    _run_jobs(params, model_and_tokenizer, [j for j in planned if j.targets[0].index in mine], "sweep")
+    return results.load_rows(params["profile"], injection.model_label(params), planned)
 
 
-def _run_jobs(params: dict, model_and_tokenizer, label: str, todo: list, desc: str, job_args) -> None:
-    """Run this process's unfinished jobs (`job_args(*job)` -> run_job's targets, method, variant, setting,
-    mia) on one loaded model, then wait for the other processes' shares."""
+def _run_jobs(params: dict, model_and_tokenizer, mine: list[Job], desc: str) -> None:
+    """Run this process's unfinished jobs on one loaded model, then wait for the other processes' shares."""
+    label = injection.model_label(params)
+    done = distributed.agree([results.is_finished(params["profile"], label, j) for j in mine])
+    todo = [job for job, finished in zip(mine, done) if not finished]  # sharded: process 0's view, for all
     with distributed.main_first():  # the first process builds the model caches, the others read them
-        loaded = _load(params, model_and_tokenizer, label) if todo else None
+        loaded = load_for(params, model_and_tokenizer) if todo else None
     if loaded:
-        model, tokenizer, label = loaded
+        model, tokenizer, _ = loaded
         rank, size = distributed.world()
         if distributed.sharded():
             _shard(model, rank, size)
         original = models.snapshot_weights(model)
         for job in tqdm(todo, desc=desc):
-            targets, method, variant, setting, mia = job_args(*job)
-            run_job(model, tokenizer, original, targets, method, variant, params, label, setting, mia=mia)
+            run_job(model, tokenizer, original, job, params, label)
             if size > 1 and distributed.writes():  # which process did what (the sharding tests read these lines)
-                print(f"[process {rank}/{size}] {setting} {method} {variant} target(s) "
-                      f"{','.join(str(t.index) for t in targets)}{' (sharded)' if distributed.sharded() else ''}",
+                print(f"[process {rank}/{size}] {job.setting} {job.method} {job.variant} target(s) "
+                      f"{','.join(str(t.index) for t in job.targets)}{' (sharded)' if distributed.sharded() else ''}",
                       flush=True)
     distributed.wait()
 
@@ -137,59 +140,47 @@ def _shard(model, rank: int, size: int) -> None:
 
 def sweep_predictions(params: dict | str) -> pd.DataFrame:
     """Per-probe predictions of a profile's single-target sweep (its methods, variants and targets)."""
-    params = _params(params)
-    targets = RWKU(params["data"]).select(params["targets"])
-    preds = results.load_predictions(params["profile"], injection.model_label(params))
-    return _own(preds, params, targets).query("setting == @SINGLE").reset_index(drop=True)
+    params = as_params(params)
+    preds = results.load_predictions(params["profile"], injection.model_label(params), sweep_jobs(params))
+    return preds.query("setting == @SINGLE").reset_index(drop=True) if len(preds) else preds
 
 
-def _own(df: pd.DataFrame, params: dict, targets) -> pd.DataFrame:
-    """The rows of `df` that belong to this sweep's jobs: the store may hold other runs' results too
-    (partial-layer variants, batch-target runs of the same method and variant), which must not change
-    this sweep's rows or tables. Its settings: "single" and the curve points "epoch-K" / "alpha-A"."""
-    if df.empty:
-        return df
-    keep = set(jobs(params["methods"], params["variants"]))
-    mask = np.array([(m, v) in keep for m, v in zip(df["method"], df["variant"])], dtype=bool)
-    setting = df["setting"].astype(str)
-    mask &= ((setting == SINGLE) | setting.str.startswith("epoch-") | setting.str.startswith("alpha-")).to_numpy()
-    return df[mask & df["target_index"].isin([t.index for t in targets])].reset_index(drop=True)
+def batch_jobs(params: dict) -> list[Job]:
+    """The batch-target jobs: for every N in `batch_sizes`, the first N of `batch_targets` at once, per method."""
+    pool = RWKU(params["data"]).select(params["batch_targets"])
+    if max(params["batch_sizes"]) > len(pool):
+        raise RwkuError(f"batch_sizes goes up to {max(params['batch_sizes'])} targets but batch_targets "
+                        f"{params['batch_targets']!r} holds {len(pool)}; shrink batch_sizes or widen batch_targets.")
+    label = injection.model_label(params)
+    return [make_job(params, label, pool[:n], m, params["batch_variant"], f"batch-{n}", False)
+            for n in params["batch_sizes"] for m in params["batch_methods"]]
 
 
 def run_batch(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
     """Batch-target unlearning: for every N in `batch_sizes`, the first N of `batch_targets` unlearned
     at once by each of `batch_methods` (`batch_variant`: full fine-tuning as in the paper, or LoRA), then
     each of the N targets evaluated (probes)."""
-    params = _params(params)
-    pool = RWKU(params["data"]).select(params["batch_targets"])
-    if max(params["batch_sizes"]) > len(pool):
-        raise RwkuError(f"batch_sizes goes up to {max(params['batch_sizes'])} targets but batch_targets "
-                        f"{params['batch_targets']!r} holds {len(pool)}; shrink batch_sizes or widen batch_targets.")
-    label = injection.model_label(params)
-    mine = distributed.jobs([(n, m) for n in params["batch_sizes"] for m in params["batch_methods"]])
-    done = distributed.agree([all(results.result_path(params["profile"], label, m, params["batch_variant"], t.index,
-                                                      f"batch-{n}").exists() for t in pool[:n])
-                              for n, m in mine])
-    todo = [job for job, finished in zip(mine, done) if not finished]
-    _run_jobs(params, model_and_tokenizer, label, todo, "batch-target",
-              lambda n, m: (pool[:n], m, params["batch_variant"], f"batch-{n}", False))
-    rows = results.load_rows(params["profile"], label)
-    settings = [f"batch-{n}" for n in params["batch_sizes"]]
-    return rows[rows["setting"].isin(settings) & rows["method"].isin(params["batch_methods"])].reset_index(drop=True)
+    params = as_params(params)
+    planned = batch_jobs(params)
+    _run_jobs(params, model_and_tokenizer, distributed.jobs(planned), "batch-target")
+    return results.load_rows(params["profile"], injection.model_label(params), planned)
+
+
+def layer_params(params: dict) -> dict:
+    """The profile as its partial-layer sweep: `layer_methods` x the 'layers-A-B' variants of `layer_windows`."""
+    return {**params, "methods": params["layer_methods"], "variants": layer_variants(params)}
 
 
 def run_layers(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
     """Partial-layer unlearning: each of `layer_methods` trains only the decoder layers of each window
     in `layer_windows` (variants 'layers-A-B'), on every target; probes evaluated, no MIA."""
-    params = _params(params)
-    p = {**params, "methods": params["layer_methods"], "variants": layer_variants(params)}
-    return run_sweep(p, model_and_tokenizer, mia=False)
+    return run_sweep(layer_params(as_params(params)), model_and_tokenizer, mia=False)
 
 
 def before_rows(params: dict | str) -> pd.DataFrame:
     """'Before' rows of the model as released and, if the profile injects knowledge, of the injected
     model, with a `knowledge` column ('real-world knowledge' / 'injected knowledge')."""
-    params = _params(params)
+    params = as_params(params)
     frames = []
     for inject_spec in (None, params["inject"]) if params["inject"] else (None,):
         p = {**params, "methods": ["before"], "inject": inject_spec}
@@ -202,11 +193,9 @@ def memorization(params: dict | str) -> pd.DataFrame:
     """EM and NLL (paper Fig. 2) of the profile's targets' texts per kind (`memorization.KINDS`, at most
     `memorization_size` each), for the model as released and, if the profile injects, its injected version;
     a `knowledge` column says which. Computed once per profile and stored beside its results."""
-    params = _params(params)
+    params = as_params(params)
     targets = RWKU(params["data"]).select(params["targets"])
-    key = {"table": "memorization", "model": params["model"], "inject": params["inject"],
-           "targets": [t.index for t in targets], "size": params["memorization_size"],
-           "max_length": params["max_length"]}
+    key = memorization_key(params)
 
     def compute() -> pd.DataFrame:
         frames = []
@@ -226,9 +215,9 @@ def memorization(params: dict | str) -> pd.DataFrame:
 def knowledge_ranking(params: dict | str) -> pd.DataFrame:
     """Every target of the data source ranked by how well the model as released completes its forget FB
     and QA probes (`memorization.knowledge_ranking`); computed once per profile and stored."""
-    params = _params(params)
+    params = as_params(params)
     targets = RWKU(params["data"]).select("all")
-    key = {"table": "ranking", "model": params["model"], "targets": [t.index for t in targets]}
+    key = ranking_key(params)
 
     def compute() -> pd.DataFrame:
         model, tokenizer = models.load_model(params["model"], params["device"], params["dtype"])
@@ -238,10 +227,23 @@ def knowledge_ranking(params: dict | str) -> pd.DataFrame:
         return results.cached_frame(params["profile"], params["model"], "ranking", key, compute)
 
 
-def run_job(model, tokenizer, original, targets: list, method: str, variant: str, params: dict, label: str,
-            setting: str, mia: bool = True) -> None:
-    """Unlearn `targets` (one, or several at once) with one method from the original weights, evaluate
-    each target, store one result per target; with `curve`, also the per-epoch / per-alpha points.
+def memorization_key(params: dict) -> dict:
+    """What shapes notebook 01's memorization table (its cached_frame key): the models (the label holds
+    the injection key), the targets' data by content, the sizes."""
+    targets = RWKU(params["data"]).select(params["targets"])
+    return {"table": "memorization", "model": params["model"], "inject": params["inject"],
+            "label": injection.model_label(params), **data_identity(targets), "size": params["memorization_size"],
+            "max_length": params["max_length"]}
+
+
+def ranking_key(params: dict) -> dict:
+    """What shapes the knowledge ranking of every target (its cached_frame key)."""
+    return {"table": "ranking", "model": params["model"], **data_identity(RWKU(params["data"]).select("all"))}
+
+
+def run_job(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
+    """Unlearn the job's targets (one, or several at once) with its method from the original weights,
+    evaluate each target, store one result per target; with `curve`, also the per-epoch / per-alpha points.
 
     Faults: a NaN or infinite training loss stores a 'diverged' result (metric `diverged`, n = the step)
     and returns, so the sweep goes on; a device out-of-memory error restarts the job from the original
@@ -250,12 +252,12 @@ def run_job(model, tokenizer, original, targets: list, method: str, variant: str
     """
     while True:
         try:
-            return _run_job_once(model, tokenizer, original, targets, method, variant, params, label, setting, mia)
+            return _run_job_once(model, tokenizer, original, job, params, label)
         except Diverged as e:
-            for t in targets:
-                _save(params, label, setting, method, variant, t, [{"metric": "diverged", "value": 1.0, "n": e.step}],
+            for t in job.targets:
+                _save(params, label, job, job.setting, t, [{"metric": "diverged", "value": 1.0, "n": e.step}],
                       [], {"diverged": {"step": e.step, "loss": e.loss}}, [])
-            tqdm.write(f"{method} {variant} diverged at step {e.step}; recorded, going on.")
+            tqdm.write(f"{job.method} {job.variant} diverged at step {e.step}; recorded, going on.")
             return
         except Exception as e:
             # A sharded run cannot retry on one process alone (the others would wait in a collective):
@@ -263,11 +265,11 @@ def run_job(model, tokenizer, original, targets: list, method: str, variant: str
             if not models.is_out_of_memory(e) or distributed.sharded():
                 raise
             models.free_memory()
-            smaller = _halved(params, method)
+            smaller = _halved(params, job.method)
             if smaller is None:
-                raise RwkuError(f"{method} {variant}: out of device memory even with every batch at 1. Use LoRA, "
+                raise RwkuError(f"{job.method} {job.variant}: out of device memory even with every batch at 1. Use LoRA, "
                                 "a smaller max_length, or a device with more memory.") from e
-            tqdm.write(f"{method} {variant}: out of memory; retrying with batches halved.")
+            tqdm.write(f"{job.method} {job.variant}: out of memory; retrying with batches halved.")
             params = smaller
 
 
@@ -288,8 +290,8 @@ def _halved(params: dict, method: str) -> dict | None:
     return p if changed else None
 
 
-def _run_job_once(model, tokenizer, original, targets: list, method: str, variant: str, params: dict,
-                  label: str, setting: str, mia: bool) -> None:
+def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
+    targets, method, variant, setting, mia = list(job.targets), job.method, job.variant, job.setting, job.mia
     spec = METHODS[method]
     models.restore_weights(model, original)
     seed_everything(params["seed"])
@@ -306,9 +308,9 @@ def _run_job_once(model, tokenizer, original, targets: list, method: str, varian
 
     def store(at_setting: str, evaluated: dict, info: dict) -> None:
         for t in targets:
-            _save(params, label, at_setting, method, variant, t, *evaluated[t.index], info, corpora)
+            _save(params, label, job, at_setting, t, *evaluated[t.index], info, corpora)
 
-    ctx_model = _prepare(model, variant, params) if spec.trains else model
+    ctx_model = prepare_variant(model, variant, params) if spec.trains else model
 
     def on_epoch_end(epoch):
         store(f"epoch-{epoch}", evaluate_all(ctx_model, {}, False), {"epoch": epoch})
@@ -344,7 +346,7 @@ def _steering_curve(model, how: dict, params: dict, store, evaluate_all) -> None
         store(f"alpha-{alpha:g}", evaluated, {"alpha": alpha})
 
 
-def _prepare(model, variant: str, params: dict):
+def prepare_variant(model, variant: str, params: dict):
     """The model a trained method changes: LoRA-wrapped, partially frozen ('layers-A-B') or all trainable."""
     if variant == "lora":
         return models.add_lora(model, params["lora_r"], params["lora_alpha"], params["lora_dropout"],
@@ -357,181 +359,26 @@ def _prepare(model, variant: str, params: dict):
     return model
 
 
-def _save(params, label, setting, method, variant, target, rows, preds, info, corpora) -> None:
+def _save(params, label, job: Job, setting, target, rows, preds, info, corpora) -> None:
     meta = {"model": label, "base_model": params["model"], "knowledge": injection.knowledge(params),
-            "setting": setting, "method": method, "variant": variant,
+            "setting": setting, "method": job.method, "variant": job.variant,
             "target_index": target.index, "target": target.name, "profile": params["profile"],
-            "corpus": params["corpus"],
             "corpus_sizes": {kind: sum(len(c[kind]) for c in corpora) for kind in (corpora[0] if corpora else {})},
-            "diverged": "diverged" in info,
-            "scorer": params["scorer"], "stop": params["stop"], "seed": params["seed"]}
+            "diverged": "diverged" in info, "key": job.key}
     keys = ("model", "setting", "method", "variant", "target_index", "target")
     tidy = [{**{k: meta[k] for k in keys}, **r} for r in rows]
-    path = results.result_path(params["profile"], label, method, variant, target.index, setting)
     if distributed.writes():
-        results.save_result(path, meta, tidy, preds, info)
+        results.save_result(results.result_path(params["profile"], label, job, target.index, setting),
+                            job.identity, meta, tidy, preds, info)
 
 
-def _params(params: dict | str) -> dict:
+def as_params(params: dict | str) -> dict:
+    """A profile name's validated parameters, or a dict of them validated."""
     return load_profile(params) if isinstance(params, str) else make_params(params)
 
 
-def _load(params: dict, model_and_tokenizer, label: str):
+def load_for(params: dict, model_and_tokenizer=None):
+    """(model, tokenizer, label) of the profile, or the given (model, tokenizer) under the profile's label."""
     if model_and_tokenizer is None:
         return injection.load(params)
-    return (*model_and_tokenizer, label)
-
-
-# ------------------------------------------------------------------------------------------------------
-# The seed-0 paper (notebook 07): per-sequence unlearning of memorized sequences
-
-
-def selective_data(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
-    """The forget and unseen sequences of notebook 07, one row each: role ('forget' / 'unseen'), seq,
-    source, token ids, and the model's MA and EL_n before unlearning. Computed once per profile and stored.
-
-    - `selective_data: extraction`: the first `selective_size` texts of `selective_file` (the Pile extraction
-      subsets, 200 GPT-Neo tokens each) as forget sequences; unseen = valid_wikitext / valid_lambada texts.
-    - `selective_data: rwku`: every `selective_length`-token window of the profile's targets' passages and
-      forget member texts, the `selective_size` with the highest MA kept (the texts the model has memorized
-      most); unseen = the same kinds of text of the sample's other targets (`heldout`, not unlearned nor
-      injected), or the targets' counterfactual corpus (`counterfactual`, the provided negative texts).
-    """
-    params = _params(params)
-    key = _selective_key(params, data_only=True)
-
-    def compute() -> pd.DataFrame:
-        model, tokenizer, _ = _load(params, model_and_tokenizer, injection.model_label(params))
-        forget, unseen = _selective_sequences(params, model, tokenizer)
-        frames = []
-        for role, items in (("forget", forget), ("unseen", unseen)):
-            seqs = [ids for _, ids in items]
-            ma = selective.memorization_accuracy(model, tokenizer, seqs, params["eval_batch_size"])
-            el = selective.extraction_likelihood(model, tokenizer, seqs, params["el_n"], params["el_stride"],
-                                                 params["eval_batch_size"], desc=f"EL {role}")
-            frames.append(pd.DataFrame({"role": role, "seq": range(len(seqs)), "source": [s for s, _ in items],
-                                        "ids": seqs, "ma": ma, "el": el}))
-        return pd.concat(frames, ignore_index=True)
-
-    with distributed.main_first():
-        return results.cached_frame(params["profile"], injection.model_label(params), "selective-data", key, compute)
-
-
-def _selective_sequences(params: dict, model, tokenizer) -> tuple[list, list]:
-    """(forget, unseen) lists of (source, token ids) for `selective_data`."""
-    length, size = params["selective_length"], params["selective_size"]
-    if params["selective_data"] == "extraction":
-        texts = selective.read_csv_texts(params["selective_file"])
-        forget = [(f"{params['selective_file']} row {i}", ids) for i, text in enumerate(texts)
-                  for ids in selective.windows(tokenizer, [text], length, per_text=1)][:size]
-        unseen_file = f"valid_{params['selective_unseen']}.csv"
-        unseen = [(f"{unseen_file} row {i}", ids) for i, text in enumerate(selective.read_csv_texts(unseen_file))
-                  for ids in selective.windows(tokenizer, [text], length, per_text=1)][: len(forget)]
-    else:
-        data = RWKU(params["data"])
-        targets = data.select(params["targets"])
-        pool = _rwku_windows(targets, tokenizer, length)
-        if not pool:
-            raise RwkuError(f"no passage or forget member text of targets {params['targets']!r} has "
-                            f"{length} tokens; lower selective_length.")
-        ma = selective.memorization_accuracy(model, tokenizer, [ids for _, ids in pool], params["eval_batch_size"])
-        top = np.argsort(-ma, kind="stable")[: size or len(pool)]
-        forget = [pool[i] for i in sorted(top)]
-        if params["selective_unseen"] == "counterfactual":
-            unseen = [(f"{t.name} counterfactual {i}", ids) for t in targets
-                      for i, text in enumerate(provided_corpus(t, "negative"))
-                      for ids in selective.windows(tokenizer, [text], length, per_text=1)]
-        else:
-            busy = {t.index for t in targets} | ({t.index for t in data.select(params["inject"])} if params["inject"] else set())
-            others = [t for t in data.select("all") if t.index not in busy]
-            unseen = _rwku_windows(others, tokenizer, length, per_text=1)
-        unseen = utility_metrics.subset(unseen, len(forget))  # spread evenly over the texts
-    if not forget or not unseen:
-        raise RwkuError(f"profile {params['profile']}: no {'forget' if not forget else 'unseen'} sequence of "
-                        f"{length} tokens; lower selective_length or pick other data.")
-    return forget, unseen
-
-
-def _rwku_windows(targets, tokenizer, length: int, per_text: int | None = None) -> list:
-    out = []
-    for t in targets:
-        for kind, stem in (("passage", "passage"), ("forget member", "forget_mia")):
-            if t.has(stem):
-                for i, row in enumerate(t.rows(stem)):
-                    out += [(f"{t.name} {kind} {i}", ids)
-                            for ids in selective.windows(tokenizer, [row["text"]], length, per_text)]
-    return out
-
-
-def _selective_key(params: dict, data_only: bool = False) -> dict:
-    keys = ["model", "inject", "targets", "selective_data", "selective_file", "selective_unseen", "selective_size",
-            "selective_length", "el_n", "el_stride"]
-    if not data_only:
-        keys += ["sga_gamma", "tau_switch", "tau_coef", "ta_gamma", "ta_switch", "ta_coef", "selective_betas",
-                 "selective_stop", "selective_lr", "selective_epochs", "selective_batch_size", "ppl_size",
-                 "ppl_max_length", "seed", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
-    return {"table": "selective", "data": str(params["data"]), **{k: params[k] for k in keys}}
-
-
-def selective_thresholds(data: pd.DataFrame) -> dict:
-    """{'ma': threshold, 'el': threshold}: the mean MA / EL_n of the unseen sequences."""
-    unseen = data[data["role"] == "unseen"]
-    return {m: selective.threshold(unseen[m]) for m in ("ma", "el")}
-
-
-def run_selective(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
-    """Notebook 07: each of `selective_methods` x `selective_variants` unlearns the forget sequences from the
-    original weights; one row per (method, variant, epoch, forget sequence) with MA, EL_n, the phase, and
-    the perplexity on the validation texts at that epoch. Each run is stored once (a rerun resumes)."""
-    params = _params(params)
-    data = selective_data(params, model_and_tokenizer)
-    thresholds = selective_thresholds(data)
-    stop = thresholds["ma"] if params["selective_stop"] == "unseen" else float(params["selective_stop"])
-    forget = data[data["role"] == "forget"]
-    seqs = [list(ids) for ids in forget["ids"]]
-    label = injection.model_label(params)
-    loaded: dict = {}
-    ppl_texts = {name: selective.read_csv_texts(f"valid_{name}.csv")[: params["ppl_size"]]
-                 for name in ("wikitext", "lambada")}
-
-    def measure(model) -> dict:
-        p = params
-        out = {"ma": selective.memorization_accuracy(model, loaded["tok"], seqs, p["eval_batch_size"]),
-               "el": selective.extraction_likelihood(model, loaded["tok"], seqs, p["el_n"], p["el_stride"],
-                                                     p["eval_batch_size"])}
-        for name, texts in ppl_texts.items():
-            out[f"ppl_{name}"] = selective.perplexity(model, loaded["tok"], texts, p["ppl_max_length"],
-                                                      p["mia_batch_size"])
-        return out
-
-    def run(method: str, variant: str) -> pd.DataFrame:
-        def compute() -> pd.DataFrame:
-            if not loaded:
-                loaded["model"], loaded["tok"], _ = _load(params, model_and_tokenizer, label)
-                loaded["original"] = models.snapshot_weights(loaded["model"])
-            model = loaded["model"]
-            models.restore_weights(model, loaded["original"])
-            seed_everything(params["seed"])
-            trained = _prepare(model, variant, params)
-            try:
-                history = selective.unlearn(trained, loaded["tok"], seqs, selective.plan(method, params), measure,
-                                            stop, params["selective_lr"], params["selective_epochs"],
-                                            params["selective_batch_size"], tuple(params["selective_betas"]),
-                                            params["seed"], desc=f"{method} {variant}")
-            finally:
-                if trained is not model:
-                    models.remove_lora(trained)
-                models.restore_weights(model, loaded["original"])
-            return pd.DataFrame([{"method": method, "variant": variant, "epoch": r["epoch"], "phase": r["phase"],
-                                  "seq": s, "ma": float(r["ma"][s]), "el": float(r["el"][s]),
-                                  "ppl_wikitext": r["ppl_wikitext"], "ppl_lambada": r["ppl_lambada"]}
-                                 for r in history for s in range(len(seqs))])
-
-        key = {**_selective_key(params), "method": method, "variant": variant}
-        return results.cached_frame(params["profile"], label, f"selective-{method}-{variant}", key, compute)
-
-    runs = [(m, v) for m in params["selective_methods"] for v in params["selective_variants"]]
-    for method, variant in distributed.share(runs):  # this process's runs; then read everyone's
-        run(method, variant)
-    distributed.wait()
-    return pd.concat([run(m, v) for m, v in runs], ignore_index=True)
+    return (*model_and_tokenizer, injection.model_label(params))

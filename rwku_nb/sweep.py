@@ -13,12 +13,12 @@ import sys
 
 import yaml
 
-from . import distributed, runner
+from . import distributed, runner, seed0
 from .config import load_profile
 from .errors import RwkuError
 
 PARTS = {"single": runner.run_sweep, "batch": runner.run_batch, "layers": runner.run_layers,
-         "selective": runner.run_selective}
+         "selective": seed0.run_selective}
 
 
 def main(argv: list[str] | None = None) -> int:

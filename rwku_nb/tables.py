@@ -343,7 +343,7 @@ SELECTIVE_LABELS = {"ga_seq": "GA", "ta": "TA", "sga": "SGA", "tau": "TAU"}
 
 
 def selective_table(runs: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
-    """Per (method, variant, epoch) of `runner.run_selective`'s rows: the phase, mean MA and EL_n (x100),
+    """Per (method, variant, epoch) of `seed0.run_selective`'s rows: the phase, mean MA and EL_n (x100),
     how many forget sequences are still extractable (score above the unseen-text threshold) by MA and by
     EL, and the perplexities. Epoch 0 is the model before unlearning."""
     g = runs.groupby(["method", "variant", "epoch"], sort=False)
@@ -371,7 +371,7 @@ def selective_final(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def selective_data_table(data: pd.DataFrame) -> pd.DataFrame:
-    """Per role (forget / unseen) of `runner.selective_data`: how many sequences, and their MA (mean, min,
+    """Per role (forget / unseen) of `seed0.selective_data`: how many sequences, and their MA (mean, min,
     max) and mean EL_n before unlearning, x100."""
     g = data.groupby("role", sort=False)
     out = pd.DataFrame({"sequences": g.size(), "MA mean": 100 * g["ma"].mean(), "MA min": 100 * g["ma"].min(),

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rwku_nb import config, paths, plots, results, runner, tables, utility
+from rwku_nb import config, paths, plots, results, runner, seed0, tables, utility
 from rwku_nb.errors import RwkuError
 
 PROFILE = "bad-input"
@@ -286,31 +286,26 @@ def figures_dir_read_only(env):
     return call
 
 
-def corrupted_result_file(env):
-    path = results.result_path(PROFILE, "tiny-random", "before", "none", 2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('{"meta": {"model": "tiny-ran')  # cut off, as by a tool that does not write atomically
-    return lambda: runner.run_sweep(sweep(env))
+def model_path_missing(env):
+    # With `inject`, the model is first named (its tokenizer read for the injection key), then loaded.
+    return lambda: runner.run_sweep(sweep(env, model="/nonexistent/model", inject=[2]))
 
 
-def result_file_not_an_object(env):
-    path = results.result_path(PROFILE, "tiny-random", "before", "none", 2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("null\n")
-    return lambda: runner.run_sweep(sweep(env))
+def model_hub_id_unreachable(env):
+    return lambda: runner.run_sweep(sweep(env, model="nonexistent-org/nonexistent-model-xyz"))
 
 
 def missing_extraction_csv(env):
     (env.tmp / "extraction").mkdir()
     env.mp.setenv(paths.EXTRACTION_ENV, str(env.tmp / "extraction"))
-    return lambda: runner.selective_data(sweep(env, selective_data="extraction"))
+    return lambda: seed0.selective_data(sweep(env, selective_data="extraction"))
 
 
 def csv_without_text_column(env):
     (env.tmp / "extraction").mkdir()
     (env.tmp / "extraction" / "lm_extraction_32_0.csv").write_text("doc_id,body\n1,some text\n")
     env.mp.setenv(paths.EXTRACTION_ENV, str(env.tmp / "extraction"))
-    return lambda: runner.selective_data(sweep(env, selective_data="extraction"))
+    return lambda: seed0.selective_data(sweep(env, selective_data="extraction"))
 
 
 D = r"<TMP>/rwku/Target/2_Confucius/"  # the corrupted copy of the target folder
@@ -386,10 +381,10 @@ CASES = [
      r"created \(Not a directory\)\. " + SET.format("RWKU_NB_FIGURES")),
     ("figures_dir_read_only", figures_dir_read_only,
      r"The figures directory <TMP>/figures is not writable\. " + SET.format("RWKU_NB_FIGURES")),
-    ("corrupted_result_file", corrupted_result_file, r"<TMP>/results/bad-input/tiny-random/single/before-none/"
-     r"target_002\.json is not an rwku_nb result file; delete it and rerun to recompute it"),
-    ("result_file_not_an_object", result_file_not_an_object, r"<TMP>/results/bad-input/tiny-random/single/"
-     r"before-none/target_002\.json is not an rwku_nb result file; delete it and rerun"),
+    ("model_path_missing", model_path_missing, r"Model directory /nonexistent/model does not exist; pass a "
+     r"directory written by save_pretrained"),
+    ("model_hub_id_unreachable", model_hub_id_unreachable, r"Could not load model 'nonexistent-org/nonexistent-"
+     r"model-xyz' from the Hugging Face hub or its local cache .* Fixes: check the id for typos"),
     ("missing_extraction_csv", missing_extraction_csv, r"<TMP>/extraction/lm_extraction_32_0\.csv not found: .*"
      r"set RWKU_NB_EXTRACTION to the folder that holds it"),
     ("csv_without_text_column", csv_without_text_column, r"<TMP>/extraction/lm_extraction_32_0\.csv: no column "

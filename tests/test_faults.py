@@ -31,7 +31,7 @@ def test_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_store, rwku, monkeyp
     diverged = rows.query("method == 'ga'")
     assert list(diverged["metric"]) == ["diverged"] and diverged["n"].item() == 1  # the first step
     assert set(rows.query("method == 'before'")["metric"]) >= {"forget_all", "mia_rm_loss"}  # went on
-    meta = results.read_result(results.result_path("faults", "tiny-random", "ga", "full", 2))["meta"]
+    meta = results.read_result(results.stored("faults", "tiny-random", "ga", "full", 2))["meta"]
     assert meta["diverged"] is True
 
 
@@ -58,7 +58,7 @@ def test_out_of_memory_halves_batches_and_retries(tmp_store, rwku, monkeypatch):
     assert seen["eval"] == [8, 4]  # training ran out first (16 -> 8, training batch 2 -> 1), then evaluation at 8
     assert seen["train"][:1] == [2] and set(seen["train"][1:]) == {1}
     assert "forget_all" in set(rows["metric"])
-    info = results.read_result(results.result_path("faults", "tiny-random", "ga", "full", 2))["info"]
+    info = results.read_result(results.stored("faults", "tiny-random", "ga", "full", 2))["info"]
     assert len(info["losses"]) == 1  # 2 texts, batch 1 with 2 accumulation steps: one optimizer step
 
 

@@ -48,7 +48,7 @@ def test_results_without_the_requested_utility_sets_are_recomputed(tmp_store, rw
     assert not runner.run_sweep(p)["metric"].str.startswith("utility").any()
     calls = []
     real = runner.run_job
-    monkeypatch.setattr(runner, "run_job", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    monkeypatch.setattr(runner, "run_job", lambda *a, **k: calls.append(a[3].method) or real(*a, **k))
     rows = runner.run_sweep({**p, "utility": ["triviaqa"]})
     assert calls == ["before"] and set(rows.query("metric.str.startswith('utility')", engine="python")["metric"]) == {
         "utility_triviaqa"}
@@ -62,7 +62,7 @@ def test_sweep_restores_original_weights_between_jobs(tmp_store, rwku, monkeypat
     snap = models.snapshot_weights(model)
     runner.run_sweep(_params(methods=["ga"], variants=["full", "lora"]), model_and_tokenizer=(model, tok))
     assert all(v.equal(models.snapshot_weights(model)[k]) for k, v in snap.items())
-    full = results.read_result(results.result_path("test", "tiny-random", "ga", "full", 2))
+    full = results.read_result(results.stored("test", "tiny-random", "ga", "full", 2))
     assert full["info"]["losses"]  # the method really trained
 
 
@@ -97,7 +97,7 @@ def test_every_method_runs_end_to_end_on_real_corpora(tmp_store, rwku, monkeypat
     rows = runner.run_sweep(_params(targets="1", methods=sorted(METHODS), variants=["full"], hparams=hp), mia=False)
     assert set(rows["method"]) == set(METHODS)
     for method, spec in METHODS.items():
-        data = results.read_result(results.result_path("test", "tiny-random", method,
+        data = results.read_result(results.stored("test", "tiny-random", method,
                                                        "full" if spec.trains else "none", 1))
         assert set(data["meta"]["corpus_sizes"]) == set(spec.corpora)
         assert all(0 < n <= 2 for n in data["meta"]["corpus_sizes"].values())  # capped by corpus_size

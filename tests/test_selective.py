@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rwku_nb import config, models, results, runner, selective, tables
+from rwku_nb import config, models, results, runner, seed0, selective, tables
 from rwku_nb.paths import extraction_dir
 from rwku_nb.training import Example, sft_loss, train
 
@@ -222,16 +222,16 @@ def test_run_selective_on_extraction_data_is_stored_and_resumed(tiny, tmp_store,
                             "selective_epochs": 2, "selective_stop": 0.0, "ppl_size": 2, "ppl_max_length": 32,
                             "selective_methods": ["ga_seq", "tau"], "selective_variants": ["full", "lora"],
                             "selective_lr": 1e-3, "selective_batch_size": 2, "eval_batch_size": 4})
-    runs = runner.run_selective(p, tiny)
+    runs = seed0.run_selective(p, tiny)
     assert set(zip(runs["method"], runs["variant"])) == {("ga_seq", "full"), ("ga_seq", "lora"), ("tau", "full"),
                                                          ("tau", "lora")}
     assert len(runs) == 4 * 3 * 2  # 4 runs x epochs 0-2 x 2 sequences
     before = runs[runs["epoch"] == 0].groupby(["method", "variant"])["ma"].apply(list)
     assert all(v == before.iloc[0] for v in before)  # every run starts from the same weights
-    data = runner.selective_data(p, tiny)
+    data = seed0.selective_data(p, tiny)
     assert (data["role"] == "forget").sum() == 2 and all(len(ids) == 24 for ids in data["ids"])
     monkeypatch.setattr(selective, "unlearn", lambda *a, **k: pytest.fail("recomputed a stored run"))
-    pd.testing.assert_frame_equal(runner.run_selective(p, tiny), runs)
+    pd.testing.assert_frame_equal(seed0.run_selective(p, tiny), runs)
 
 
 @needs_extraction
@@ -253,7 +253,7 @@ def test_gpt_neo_architecture_runs_the_selective_methods(tiny, tmp_store):
                             "el_n": 4, "el_stride": 4, "selective_epochs": 1, "selective_stop": 0.0, "ppl_size": 2,
                             "ppl_max_length": 32, "selective_methods": ["sga", "ta"],
                             "selective_variants": ["full", "lora"], "selective_lr": 1e-3, "selective_batch_size": 2})
-    runs = runner.run_selective(p, (neo, tok))
+    runs = seed0.run_selective(p, (neo, tok))
     assert len(runs) == 4 * 2 * 2 and runs["ma"].between(0, 1).all() and runs["el"].between(0, 1).all()
     changed = runs.groupby(["method", "variant"]).apply(
         lambda d: d.loc[d["epoch"] == d["epoch"].max(), "ppl_wikitext"].iloc[0] != d.loc[d["epoch"] == 0, "ppl_wikitext"].iloc[0])

@@ -41,12 +41,10 @@ class Context:
         return self.targets[0].name if len(self.targets) == 1 else f"{len(self.targets)} targets"
 
     def hparams(self, method: str) -> dict:
-        """lr, epochs, batch_size of `method` for this variant (partial-layer runs use 'full'; batch-target
-        runs with full fine-tuning use 'batch' where the profile gives it; the paper has no LoRA batch setting)."""
-        per = self.params["hparams"][method]
-        if len(self.targets) > 1 and "batch" in per and self.variant == "full":
-            return per["batch"]
-        return per["full" if self.variant.startswith("layers-") else self.variant]
+        """lr, epochs, batch_size of `method` for this variant and number of targets (config.hparams_for)."""
+        from ..config import hparams_for
+
+        return hparams_for(self.params, method, self.variant, len(self.targets))
 
     def train(self, examples, loss_fn, method: str, label: str, **kw) -> None:
         """Run the one training loop with this method's hyperparameters; losses go to `info`."""
@@ -68,16 +66,18 @@ class MethodSpec:
     trains: bool
     run: Callable[[Context], dict]
     corpora: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()  # the profile keys the method reads: part of its results' identity (rwku_nb.jobs)
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register(name: str, label: str, trains: bool, corpora: tuple[str, ...] = ()):
-    """Decorator adding a method's `run` function to the registry."""
+def register(name: str, label: str, trains: bool, corpora: tuple[str, ...] = (), args: tuple[str, ...] = ()):
+    """Decorator adding a method's `run` function to the registry. `args`: every profile key the method
+    reads besides its hyperparameters (a changed value then gives a new result, never an old one)."""
 
     def wrap(fn):
-        METHODS[name] = MethodSpec(name, label, trains, fn, corpora)
+        METHODS[name] = MethodSpec(name, label, trains, fn, corpora, tuple(args))
         return fn
 
     return wrap

@@ -47,7 +47,7 @@ def reference_logps(model, tokenizer, pairs) -> None:
             example.extra["ref_logp"] = -float(nll)
 
 
-@register("dpo", "DPO", trains=True, corpora=("positive", "negative"))
+@register("dpo", "DPO", trains=True, corpora=("positive", "negative"), args=("dpo_beta",))
 def run(ctx) -> dict:
     """DPO towards counterfactual texts and away from the forget texts."""
     beta = ctx.params["dpo_beta"]

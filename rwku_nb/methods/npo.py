@@ -23,7 +23,7 @@ def reference_nll(model, tokenizer, examples) -> list[float]:
     return [float(sequence_nll(model, collate([e], pad_id, device))[0]) for e in examples]
 
 
-@register("npo", "NPO", trains=True, corpora=("positive",))
+@register("npo", "NPO", trains=True, corpora=("positive",), args=("npo_beta",))
 def run(ctx) -> dict:
     """NPO on the target's forget corpus against the untouched model as reference."""
     beta = ctx.params["npo_beta"]

@@ -73,7 +73,7 @@ def layer_of(model, params: dict) -> int:
     return params["repe_layer"] if params["repe_layer"] is not None else n // 2
 
 
-@register("repe", "RepE", trains=False, corpora=("positive",))
+@register("repe", "RepE", trains=False, corpora=("positive",), args=("repe_layer", "repe_alpha"))
 def run(ctx) -> dict:
     """Compute the control vector and attach it; the runner detaches it after evaluation."""
     layer = layer_of(ctx.model, ctx.params)

@@ -28,5 +28,9 @@ def _make(method: str):
     return run
 
 
+# The keys of each method's plan (selective.plan), then the stopping rule and optimizer shared by all four.
+_ARGS = {"ga_seq": (), "ta": ("ta_gamma", "ta_switch", "ta_coef"), "sga": ("sga_gamma",),
+         "tau": ("sga_gamma", "tau_switch", "tau_coef")}
 for _name, _label in (("ga_seq", "GA-seq"), ("ta", "TA"), ("sga", "SGA"), ("tau", "TAU")):
-    register(_name, _label, trains=True, corpora=("positive",))(_make(_name))
+    register(_name, _label, trains=True, corpora=("positive",),
+             args=_ARGS[_name] + ("sga_stop", "selective_betas"))(_make(_name))

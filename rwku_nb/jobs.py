@@ -1,0 +1,113 @@
+"""What a stored number is: each job's identity, a stable hash of every setting that can change its results.
+
+A job is one unlearning run (a method and variant on one target, or on several at once in the
+batch-target setting) and its evaluation. Its identity holds the resolved model (with the injection key),
+the data it reads (a digest of the targets' files, not their path), the method and the profile keys it
+declares (`register(..., args=...)`), the variant's hyperparameters and training settings, the corpus
+settings, the evaluation settings that change outputs, the seed and `METRIC_VERSION`. Batch sizes of the
+evaluation, progress bars and paths are not part of it: they cannot change a number.
+
+Result files are named `target_NNN-<hash>.json`, so a rerun with any changed setting computes a new result
+beside the old one and tables read only the files of the run that asks for them (`rwku_nb.store` lists
+and prunes the rest).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .config import hparams_for, layer_window
+from .methods import METHODS
+from .models import resolve_device, resolve_dtype
+
+# Bump when a change to the metric or evaluation code changes stored numbers: every result is then recomputed.
+METRIC_VERSION = 1
+SINGLE = "single"
+
+
+def digest(obj, length: int = 12) -> str:
+    """A stable short hash of a JSON-serializable object (key order does not matter)."""
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def model_identity(params: dict, label: str) -> dict:
+    """The resolved model: its label (base id plus injection key), device type and dtype."""
+    device = resolve_device(params["device"])
+    return {"model": label, "device": device.type, "dtype": str(resolve_dtype(params["dtype"], device))}
+
+
+def data_identity(targets, utility: list[str] = ()) -> dict:
+    """What the targets' data is, by content: a digest per target of its files, and of each utility set."""
+    out = {"targets": {str(t.index): t.digest() for t in targets}}
+    if utility:
+        out["utility"] = {name: digest(targets[0].utility(name)) for name in utility}
+    return out
+
+
+def identity(params: dict, label: str, targets, method: str, variant: str, experiment: str, mia: bool) -> dict:
+    """Everything that shapes the results of one job, in readable form (stored in each result file).
+
+    experiment: "single" (Table 1, with curve points if `curve`) or "batch" (several targets at once)."""
+    spec = METHODS[method]
+    utility = mia and experiment == SINGLE
+    used_utility = list(params["utility"]) if utility else []
+    out = {
+        "metric_version": METRIC_VERSION,
+        **model_identity(params, label),
+        "data": data_identity(targets, used_utility),
+        "experiment": experiment,
+        "targets": [t.index for t in targets],
+        "method": method,
+        "variant": variant,
+        "method_args": {k: params[k] for k in spec.args},
+        "seed": params["seed"],
+        "evaluation": {"scorer": params["scorer"], "stop": params["stop"], "max_new_tokens": params["max_new_tokens"],
+                       "mia": mia, "utility": used_utility,
+                       "utility_size": params["utility_size"] if used_utility else None},
+    }
+    if spec.corpora:
+        kinds = list(spec.corpora)
+        corpus = {"kinds": kinds, "size": params["corpus_size"]}
+        if any(k != "passage" for k in kinds):
+            corpus["source"] = params["corpus"]
+            if params["corpus"] == "generated":  # per-batch sampling seeds: the batch size shapes the texts
+                corpus.update(max_new_tokens=params["corpus_max_new_tokens"], batch_size=params["corpus_batch_size"])
+        out["corpus"] = corpus
+    if spec.trains:
+        out["hparams"] = hparams_for(params, method, variant, len(targets))
+        out["training"] = {k: params[k] for k in ("max_length", "grad_accum", "warmup_steps")}
+        if variant == "lora":
+            out["training"]["lora"] = {k: params[k] for k in ("lora_r", "lora_alpha", "lora_dropout",
+                                                               "lora_target_modules")}
+    curve = params["curve"] and experiment == SINGLE and not layer_window(variant)
+    if curve and (spec.trains or method == "repe"):
+        out["curve"] = {"epochs": True} if spec.trains else {"repe_alphas": list(params["repe_alphas"])}
+    return out
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unlearning run and its evaluation; `setting` is where its final results go ("single", "batch-N")."""
+
+    targets: tuple
+    method: str
+    variant: str
+    setting: str
+    mia: bool
+    identity: dict
+
+    @property
+    def key(self) -> str:
+        return digest(self.identity)
+
+    @property
+    def experiment(self) -> str:
+        return SINGLE if self.setting == SINGLE else "batch"
+
+
+def make_job(params: dict, label: str, targets, method: str, variant: str, setting: str, mia: bool) -> Job:
+    experiment = SINGLE if setting == SINGLE else "batch"
+    return Job(tuple(targets), method, variant, setting, mia,
+               identity(params, label, targets, method, variant, experiment, mia))
