@@ -34,18 +34,21 @@ figures: venv
 	    $$nb build/notebooks/$(PROFILE)/$$(basename $$nb) || exit 1; \
 	done
 
-# Re-execute the committed notebooks in place with the CI profile (what nbval then checks). SmolLM2 is
+# Re-execute the committed notebooks in place with the CI profile (what nbval then checks), papermill's
+# injected-parameters cell folded back into the parameters cell (rwku_nb/nbtools.py). SmolLM2 is
 # built first, outside them: transformers' GGUF conversion bar would be a widget in notebook 01.
 notebooks: venv
 	$(QUIET) $(PY) -c "from rwku_nb import models; models.smollm2_dir()"
 	for nb in $(NOTEBOOKS); do \
 	  $(QUIET) $(VENV)/bin/papermill -k python3 --cwd notebooks -p profile $(CI_PROFILE) $$nb $$nb || exit 1; \
 	done
+	$(PY) -m rwku_nb.nbtools strip $(NOTEBOOKS)
 
 test: venv unit nbval
 
-# The unit tests include a browser test of JupyterLab (tests/test_lab.py), hence lab-deps.
-unit: venv lab-deps
+# The unit tests; the browser test of JupyterLab (tests/test_lab.py) runs where `make lab-deps` installed
+# chromium and is skipped with its reason elsewhere (CI installs it and requires it).
+unit: venv
 	$(QUIET) $(PY) -m pytest tests -q
 
 # JupyterLab + selenium in the venv; Debian's chromium and its driver (root; skipped when present).

@@ -117,14 +117,7 @@ def load_model(
     elif name_str == TINY:
         model, tokenizer = _tiny_random(dt)
     elif _looks_like_path(name_str):
-        path = Path(name_str).expanduser()
-        if not (path / "config.json").is_file():
-            what = "has no config.json" if path.is_dir() else "does not exist"
-            raise RwkuError(
-                f"Model directory {path} {what}; pass a directory written by save_pretrained "
-                f"(config.json + weights + tokenizer), or the alias {SMOLLM2!r} / {TINY!r}."
-            )
-        model, tokenizer = _from_pretrained_dir(path, dt, device_map)
+        model, tokenizer = _from_pretrained_dir(_model_dir(name_str), dt, device_map)
     else:
         model, tokenizer = _from_hub(name_str, dt, device_map)
     if device_map is None:
@@ -146,14 +139,26 @@ def load_tokenizer(name: str | os.PathLike):
         tokenizer = AutoTokenizer.from_pretrained(str(smollm2_dir()))
         _ensure_smollm2_template(tokenizer)
     elif _looks_like_path(name_str):
-        tokenizer = AutoTokenizer.from_pretrained(str(Path(name_str).expanduser()))
+        tokenizer = AutoTokenizer.from_pretrained(str(_model_dir(name_str)))
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_str)
         except OSError as e:
-            raise _hub_error(name_str, e) from e
+            raise _hub_error(name_str, e) from None
     _configure_padding(None, tokenizer)
     return tokenizer
+
+
+def _model_dir(name: str) -> Path:
+    """A local model directory, or an RwkuError saying what is wrong with it and what to pass instead."""
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        what = "has no config.json" if path.is_dir() else "does not exist"
+        raise RwkuError(
+            f"Model directory {path} {what}; pass a directory written by save_pretrained "
+            f"(config.json + weights + tokenizer), a Hugging Face hub id, or the alias {SMOLLM2!r} / {TINY!r}."
+        )
+    return path
 
 
 def smollm2_dir(build: bool = True) -> Path:
@@ -411,7 +416,7 @@ def _from_hub(name: str, dtype: torch.dtype, device_map: Any):
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, device_map=device_map)
     except OSError as e:
-        raise _hub_error(name, e) from e
+        raise _hub_error(name, e) from None
     return model, tokenizer
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+# The tests use no network: an unreachable hub id then fails at once, not after a minute of retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rwku_nb import models  # noqa: E402
 from rwku_nb.paths import DATA_ENV, REPO_ROOT  # noqa: E402

@@ -286,6 +286,15 @@ def figures_dir_read_only(env):
     return call
 
 
+def model_path_missing(env):
+    # With `inject`, the model is first named (its tokenizer read for the injection key), then loaded.
+    return lambda: runner.run_sweep(sweep(env, model="/nonexistent/model", inject=[2]))
+
+
+def model_hub_id_unreachable(env):
+    return lambda: runner.run_sweep(sweep(env, model="nonexistent-org/nonexistent-model-xyz"))
+
+
 def corrupted_result_file(env):
     path = results.result_path(PROFILE, "tiny-random", "before", "none", 2)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,6 +395,10 @@ CASES = [
      r"created \(Not a directory\)\. " + SET.format("RWKU_NB_FIGURES")),
     ("figures_dir_read_only", figures_dir_read_only,
      r"The figures directory <TMP>/figures is not writable\. " + SET.format("RWKU_NB_FIGURES")),
+    ("model_path_missing", model_path_missing, r"Model directory /nonexistent/model does not exist; pass a "
+     r"directory written by save_pretrained"),
+    ("model_hub_id_unreachable", model_hub_id_unreachable, r"Could not load model 'nonexistent-org/nonexistent-"
+     r"model-xyz' from the Hugging Face hub or its local cache .* Fixes: check the id for typos"),
     ("corrupted_result_file", corrupted_result_file, r"<TMP>/results/bad-input/tiny-random/single/before-none/"
      r"target_002\.json is not an rwku_nb result file; delete it and rerun to recompute it"),
     ("result_file_not_an_object", result_file_not_an_object, r"<TMP>/results/bad-input/tiny-random/single/"

@@ -84,8 +84,11 @@ def lab(tmp_path_factory):
         pytest.skip("RWKU_NB_SKIP_BROWSER=1")
     missing = [n for n in ("chromium", "chromedriver") if not shutil.which(n)]
     missing += [m for m in ("jupyterlab", "selenium") if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.fail(f"browser test needs {', '.join(missing)}: run `make lab-deps`", pytrace=False)
+    if missing:  # CI installs them (`make lab-deps`) and sets RWKU_NB_REQUIRE_BROWSER=1: there it must run
+        why = f"browser test needs {', '.join(missing)}: run `make lab-deps`"
+        if os.environ.get("RWKU_NB_REQUIRE_BROWSER") == "1":
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
     tmp = tmp_path_factory.mktemp("lab")
     # A throwaway root with copies: whatever Lab writes (checkpoints, metadata) never reaches the repo.
     (tmp / "root" / "notebooks").mkdir(parents=True)
