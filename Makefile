@@ -53,7 +53,7 @@ notebooks: venv
 test: venv unit nbval
 
 # The unit tests; the browser test of JupyterLab (tests/test_lab.py) runs where `make lab-deps` installed
-# chromium and is skipped with its reason elsewhere (CI installs it).
+# chromium and is skipped with its reason elsewhere (CI installs it and requires it).
 unit: venv
 	$(QUIET) $(PINNED) $(PY) -m pytest tests -q
 

@@ -21,7 +21,10 @@ def strip_injected(path) -> bool:
     injected = [c for c in nb.cells if INJECTED in c.metadata.get("tags", [])]
     if not injected:
         return False
-    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    if params is None:
+        raise SystemExit(f"{path}: no cell tagged `parameters` to fold papermill's injected values into; "
+                         "tag the notebook's parameters cell (View > Cell Toolbar > Tags in Jupyter).")
     source = params.source
     for cell in injected:
         for line in cell.source.splitlines():
