@@ -50,10 +50,16 @@ def injection_pairs(tokenizer, targets) -> list[tuple[str, str]]:
 
 
 def settings(params: dict) -> dict:
-    """The injection settings of a profile (the parts of it that shape the injected model)."""
-    return {"targets": params["inject"], "lr": float(params["inject_lr"]), "epochs": params["inject_epochs"],
-            "batch_size": params["inject_batch_size"], "max_length": params["max_length"],
-            "seed": params["seed"], "dtype": params["dtype"]}
+    """The injection settings of a profile (the parts of it that shape the injected model), with the CPU
+    kernel pins where it trains on the CPU (they change its weights' last bits)."""
+    from .jobs import cpu_kernels
+
+    out = {"targets": params["inject"], "lr": float(params["inject_lr"]), "epochs": params["inject_epochs"],
+           "batch_size": params["inject_batch_size"], "max_length": params["max_length"],
+           "seed": params["seed"], "dtype": params["dtype"]}
+    if models.resolve_device(params["device"]).type == "cpu":
+        out["kernels"] = cpu_kernels()
+    return out
 
 
 def cache_key(model_id: str, targets, pairs: list[tuple[str, str]], setting: dict) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 
 from .config import hparams_for, layer_window
@@ -32,10 +33,24 @@ def digest(obj, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+# Environment variables that choose the CPU's numeric kernels (AVX-512 kernels round differently from AVX2
+# ones); the Makefile's PINNED sets them for the CI profile so its committed store reproduces on any x86-64.
+KERNEL_PINS = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def cpu_kernels() -> dict:
+    """The kernel pins in effect (unset ones as None): part of a CPU result's identity, since they change the
+    last digits, so an unpinned run never reuses pinned results or the other way round."""
+    return {k: os.environ.get(k) for k in KERNEL_PINS}
+
+
 def model_identity(params: dict, label: str) -> dict:
-    """The resolved model: its label (base id plus injection key), device type and dtype."""
+    """The resolved model: its label (base id plus injection key), device type, dtype and CPU kernel pins."""
     device = resolve_device(params["device"])
-    return {"model": label, "device": device.type, "dtype": str(resolve_dtype(params["dtype"], device))}
+    out = {"model": label, "device": device.type, "dtype": str(resolve_dtype(params["dtype"], device))}
+    if device.type == "cpu":
+        out["kernels"] = cpu_kernels()
+    return out
 
 
 def data_identity(targets, utility: list[str] = ()) -> dict:

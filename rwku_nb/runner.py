@@ -27,7 +27,7 @@ from .memorization import knowledge_ranking as rank_targets
 from .memorization import memorization_rows
 from .methods import METHODS, Context
 from .progress import tqdm
-from .jobs import SINGLE, Job, data_identity, make_job
+from .jobs import SINGLE, Job, data_identity, make_job, model_identity
 from .training import Diverged
 
 
@@ -231,14 +231,15 @@ def memorization_key(params: dict) -> dict:
     """What shapes notebook 01's memorization table (its cached_frame key): the models (the label holds
     the injection key), the targets' data by content, the sizes."""
     targets = RWKU(params["data"]).select(params["targets"])
-    return {"table": "memorization", "model": params["model"], "inject": params["inject"],
+    return {"table": "memorization", "base": model_identity(params, params["model"]), "inject": params["inject"],
             "label": injection.model_label(params), **data_identity(targets), "size": params["memorization_size"],
             "max_length": params["max_length"]}
 
 
 def ranking_key(params: dict) -> dict:
     """What shapes the knowledge ranking of every target (its cached_frame key)."""
-    return {"table": "ranking", "model": params["model"], **data_identity(RWKU(params["data"]).select("all"))}
+    return {"table": "ranking", **model_identity(params, params["model"]),
+            **data_identity(RWKU(params["data"]).select("all"))}
 
 
 def run_job(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
