@@ -35,7 +35,10 @@ def digest(obj, length: int = 12) -> str:
 
 # Environment variables that choose the CPU's numeric kernels (AVX-512 kernels round differently from AVX2
 # ones); the Makefile's PINNED sets them for the CI profile so its committed store reproduces on any x86-64.
-KERNEL_PINS = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+# The values the CI profile runs with: the AVX2 code paths, present on every x86-64 CPU of this kind
+# (tests/test_reproducibility.py checks that they give the same bytes on an emulated AVX2-only CPU).
+AVX2_PINS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+KERNEL_PINS = tuple(AVX2_PINS)
 
 
 def cpu_kernels() -> dict:

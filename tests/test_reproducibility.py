@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-PINNED = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+from rwku_nb.jobs import AVX2_PINS as PINNED
 
 SCRIPT = r"""
 import hashlib, torch

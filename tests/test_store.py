@@ -119,3 +119,24 @@ def test_store_lists_and_prunes_what_no_profile_asks_for(tmp_store, rwku, monkey
     assert "removed 1" in capsys.readouterr().out
     assert len(list((tmp_store / "results" / "store-test").rglob("target_*.json"))) == 2
     assert runner.run_sweep(BASE)["method"].nunique() == 2
+
+
+def test_cpu_kernel_pins_are_part_of_the_identity(rwku, monkeypatch):
+    """Pinned (the CI profile's committed store) and unpinned kernels give different last digits, so neither
+    run may reuse the other's results; the injected model's key changes with them too."""
+    from rwku_nb import injection
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    for name in jobs.KERNEL_PINS:
+        monkeypatch.delenv(name, raising=False)
+    params = make_params(BASE)
+    unpinned = [job.key for job in runner.sweep_jobs(params)]
+    smoke = make_params({**BASE, "model": "smollm2-135m-instruct", "inject": [1]})
+    unpinned_label = injection.model_label(smoke)
+    for name, value in jobs.AVX2_PINS.items():
+        monkeypatch.setenv(name, value)
+    pinned = [job.key for job in runner.sweep_jobs(params)]
+    assert len(pinned) == 2 and not set(pinned) & set(unpinned)
+    assert runner.sweep_jobs(params)[0].identity["kernels"] == jobs.AVX2_PINS
+    assert injection.model_label(smoke) != unpinned_label
+    assert [job.key for job in runner.sweep_jobs({**params, "device": "cpu"})] == pinned  # deterministic
