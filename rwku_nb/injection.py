@@ -24,6 +24,7 @@ import torch
 from . import models
 from .data import RWKU
 from .errors import RwkuError
+from .jobs import cpu_kernels
 from .paths import atomic_write_json, cache_dir
 from .prompts import probe_prompt
 from .results import slug
@@ -52,8 +53,6 @@ def injection_pairs(tokenizer, targets) -> list[tuple[str, str]]:
 def settings(params: dict) -> dict:
     """The injection settings of a profile (the parts of it that shape the injected model), with the CPU
     kernel pins where it trains on the CPU (they change its weights' last bits)."""
-    from .jobs import cpu_kernels
-
     out = {"targets": params["inject"], "lr": float(params["inject_lr"]), "epochs": params["inject_epochs"],
            "batch_size": params["inject_batch_size"], "max_length": params["max_length"],
            "seed": params["seed"], "dtype": params["dtype"]}

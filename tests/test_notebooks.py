@@ -37,3 +37,18 @@ def test_strip_folds_injected_values_into_the_parameters_cell(tmp_path):
     # the user's parameters cell now says what the outputs were made with, comments kept
     assert 'profile = "gpu-llama3-8b"  # params/<profile>.yaml' in source and "extra = 3" in source
     assert "overrides = {}" in source
+
+
+def test_strip_without_a_parameters_cell_says_what_to_tag(tmp_path):
+    import nbformat
+    import pytest
+
+    from rwku_nb import nbtools
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'cpu'", metadata={"tags": ["injected-parameters"]})]
+    path = tmp_path / "no_params.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(SystemExit, match="no cell tagged `parameters`"):
+        nbtools.strip_injected(path)
+    assert nbformat.read(path, as_version=4).cells[0].source == "profile = 'cpu'"  # nothing half-written
