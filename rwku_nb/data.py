@@ -32,93 +32,16 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from .errors import RwkuError
 from .paths import DATA_ENV, REPO_ROOT
+from .schema import (AA_TYPES, CORPUS_KINDS, HUB_ID, KINDS, UTILITY_SETS, UTILITY_STEMS, aa_type, hub_grouped,
+                     hub_rows, hub_where, level_of, short, stem_of, validate)
 
-__all__ = [
-    "AA_TYPES",
-    "CORPUS_KINDS",
-    "HUB_ID",
-    "KINDS",
-    "RwkuError",
-    "RWKU",
-    "Target",
-    "UTILITY_SETS",
-    "aa_type",
-]
+__all__ = ["AA_TYPES", "CORPUS_KINDS", "HUB_ID", "KINDS", "RwkuError", "RWKU", "Target", "UTILITY_SETS",
+           "aa_type"]
 
-HUB_ID = "jinzhuoran/RWKU"
-
-# The nine level-3 (adversarial-attack) probe types, spelled as in the `type` field of
-# forget_level3.json. Cross-lingual rows name their language: "cross lingual (Spanish)", "(French)",
-# "(German)", "(Portuguese)"; `aa_type` maps those to "cross lingual".
-AA_TYPES: tuple[str, ...] = (
-    "prefix injection",
-    "affirmative suffix",
-    "role play",
-    "multiple choice",
-    "reverse query",
-    "synonym manipulation",
-    "context hint",
-    "incontext learning",
-    "cross lingual",
-)
-
-# Forget corpora (files of the release): LLaMA-3-8B-Instruct-written, and Phi-3-written (`_phi`).
-CORPUS_KINDS: tuple[str, ...] = (
-    "positive", "negative", "pair", "reject",
-    "positive_phi", "negative_phi", "pair_phi", "reject_phi",
-)
-
-# Utility set name -> file stem.
-UTILITY_SETS: dict[str, str] = {
-    "mmlu": "retain_mmlu",
-    "bbh": "retain_bbh",
-    "truthfulqa": "truthful",
-    "triviaqa": "triviaqa",
-    "fluency": "fluency",
-}
-
-# File stem -> (hub config, hub split). The stems are the kinds `Target.has` / `Target.rows` /
-# `Target.summary` use.
-_HUB: dict[str, tuple[str, str]] = {
-    "intro": ("forget_target", "test"),
-    "forget_level1": ("forget_level1", "test"),
-    "forget_level2": ("forget_level2", "test"),
-    "forget_level3": ("forget_level3", "test"),
-    "neighbor_level1": ("neighbor_level1", "test"),
-    "neighbor_level2": ("neighbor_level2", "test"),
-    "forget_mia": ("mia_forget", "test"),
-    "retain_mia": ("mia_retain", "test"),
-    "retain_mmlu": ("utility_general", "test"),
-    "retain_bbh": ("utility_reason", "test"),
-    "truthful": ("utility_truthfulness", "test"),
-    "triviaqa": ("utility_factuality", "test"),
-    "fluency": ("utility_fluency", "test"),
-    "passage": ("train_original_passage", "train"),
-    "positive": ("train_positive_llama3", "train"),
-    "negative": ("train_negative_llama3", "train"),
-    "pair": ("train_pair_llama3", "train"),
-    "reject": ("train_refusal_llama3", "train"),
-    "positive_phi": ("train_positive_phi3", "train"),
-    "negative_phi": ("train_negative_phi3", "train"),
-    "pair_phi": ("train_pair_phi3", "train"),
-    "reject_phi": ("train_refusal_phi3", "train"),
-}
-
-# Row kinds of a target, in summary order (intro excluded: it is a string, not rows).
-KINDS: tuple[str, ...] = tuple(k for k in _HUB if k != "intro")
-
-_ALIASES: dict[str, str] = {
-    "mia_forget": "forget_mia",
-    "mia_retain": "retain_mia",
-    "passages": "passage",
-    **{name: stem for name, stem in UTILITY_SETS.items()},
-}
-
-_UTILITY_STEMS = frozenset(UTILITY_SETS.values())
 _FOLDER_RE = re.compile(r"^(\d+)_(.+)$")
 _RANGE_RE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 _SPEC_HELP = (
@@ -130,161 +53,6 @@ _SOURCE_HELP = (
     f"e.g. `export {DATA_ENV}=../shared/rwku`, or to `hub` to read {HUB_ID} through `datasets` "
     f"(`export {DATA_ENV}=hub`); or pass it directly: RWKU('../shared/rwku') / RWKU('hub')."
 )
-
-
-def aa_type(raw: str) -> str:
-    """The AA_TYPES entry of a level-3 row's `type` ("cross lingual (French)" -> "cross lingual")."""
-    base = re.sub(r"\s*\(.*\)\s*$", "", raw).strip()
-    if base not in AA_TYPES:
-        raise RwkuError(f"unknown level-3 attack type {raw!r}; known types: {', '.join(AA_TYPES)}")
-    return base
-
-
-# --------------------------------------------------------------------------------------------
-# validation
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-class _Bad(Exception):
-    """Internal: one validation failure inside a row (field, expected, got)."""
-
-    def __init__(self, field: str, expected: str, got: str | None):
-        super().__init__(field)
-        self.field, self.expected, self.got = field, expected, got
-
-
-def _need(row: dict, key: str, check: Callable[[Any], bool], expected: str, prefix: str = "") -> Any:
-    if key not in row:
-        raise _Bad(prefix + key, expected, None)
-    value = row[key]
-    if not check(value):
-        raise _Bad(prefix + key, expected, f"{_short(value)} ({type(value).__name__})")
-    return value
-
-
-def _check_probe(level: int, aa: bool) -> Callable[[dict], None]:
-    def check(row: dict) -> None:
-        _need(row, "query", _is_str, "a string (the probe question)")
-        _need(row, "answer", _is_str, "a string (the gold answer)")
-        _need(row, "level", lambda v: v == str(level), f"the string '{level}' (the level of this file)")
-        if aa:
-            _need(row, "type", _is_str, "a string (the attack type, e.g. 'prefix injection')")
-        if "neighbor" in row:
-            _need(row, "neighbor", _is_str, "a string (the neighbor entity)")
-    return check
-
-
-def _check_text(row: dict) -> None:
-    _need(row, "text", _is_str, "a string")
-
-
-def _check_pair(row: dict) -> None:
-    _need(row, "prompt", _is_str, "a string")
-    _need(row, "response", lambda v: _is_str_list(v) and len(v) == 2,
-          "a list of 2 strings (the two responses of the pair)")
-
-
-def _check_reject(row: dict) -> None:
-    _need(row, "instruction", _is_str, "a string (the question)")
-    _need(row, "output", _is_str, "a string (the refusal)")
-
-
-def _check_mmlu(row: dict) -> None:
-    _need(row, "question", _is_str, "a string")
-    _need(row, "choices", lambda v: _is_str_list(v) and len(v) == 4, "a list of 4 strings")
-    _need(row, "answer", lambda v: _is_int(v) and 0 <= v <= 3, "an int in 0..3 (index into choices)")
-    _need(row, "task", _is_str, "a string (the MMLU subject, e.g. 'high_school_mathematics')")
-    examples = _need(row, "examples", lambda v: isinstance(v, list), "a list of few-shot example objects")
-    for j, ex in enumerate(examples):
-        where = f"examples[{j}]."
-        if not isinstance(ex, dict):
-            raise _Bad(f"examples[{j}]", "an object with question/choices/answer", _short(ex))
-        _need(ex, "question", _is_str, "a string", where)
-        _need(ex, "choices", lambda v: _is_str_list(v) and len(v) == 4, "a list of 4 strings", where)
-        _need(ex, "answer", lambda v: _is_int(v) and 0 <= v <= 3, "an int in 0..3", where)
-
-
-def _check_bbh(row: dict) -> None:
-    for key in ("question", "answer", "cot", "task"):
-        _need(row, key, _is_str, "a string")
-
-
-def _check_truthful(row: dict) -> None:
-    _need(row, "question", _is_str, "a string")
-
-    def mc1(v: Any) -> bool:
-        return (isinstance(v, dict) and _is_str_list(v.get("choices"))
-                and isinstance(v.get("labels"), list) and len(v["labels"]) == len(v["choices"]))
-    _need(row, "mc1_targets", mc1, "an object {choices: [str], labels: [0/1]} of equal lengths")
-
-
-def _check_triviaqa(row: dict) -> None:
-    _need(row, "question", _is_str, "a string")
-    _need(row, "answers", _is_str_list, "a list of strings (answer aliases)")
-
-
-def _check_fluency(row: dict) -> None:
-    _need(row, "instruction", _is_str, "a string")
-
-
-def _check_intro(row: dict) -> None:
-    _need(row, "target", _is_str, "a string (the target's name)")
-    _need(row, "intro", _is_str, "a string (the target's one-line description)")
-
-
-_CHECKS: dict[str, Callable[[dict], None]] = {
-    "intro": _check_intro,
-    "forget_level1": _check_probe(1, False),
-    "forget_level2": _check_probe(2, False),
-    "forget_level3": _check_probe(3, True),
-    "neighbor_level1": _check_probe(1, False),
-    "neighbor_level2": _check_probe(2, False),
-    "forget_mia": _check_text,
-    "retain_mia": _check_text,
-    "passage": _check_text,
-    "positive": _check_text,
-    "negative": _check_text,
-    "positive_phi": _check_text,
-    "negative_phi": _check_text,
-    "pair": _check_pair,
-    "pair_phi": _check_pair,
-    "reject": _check_reject,
-    "reject_phi": _check_reject,
-    "retain_mmlu": _check_mmlu,
-    "retain_bbh": _check_bbh,
-    "truthful": _check_truthful,
-    "triviaqa": _check_triviaqa,
-    "fluency": _check_fluency,
-}
-
-
-def _validate(stem: str, rows: list, where: str, fix: str) -> None:
-    check = _CHECKS[stem]
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise RwkuError(f"{where}: row {i} is {_short(row)} ({type(row).__name__}); "
-                            f"expected a JSON object. {fix}")
-        try:
-            check(row)
-        except _Bad as bad:
-            got = "is missing" if bad.got is None else f"is {bad.got}"
-            raise RwkuError(f"{where}: row {i}: field '{bad.field}' {got}; expected {bad.expected}. "
-                            f"{fix}") from None
 
 
 def _read_json(path: Path) -> Any:
@@ -323,15 +91,15 @@ class Target:
     # -- generic --------------------------------------------------------------------------
     def rows(self, kind: str) -> list[dict]:
         """Rows of `kind` (a file stem in KINDS or an alias: mia_forget, passages, mmlu, ...)."""
-        stem = _stem(kind)
-        if stem in _UTILITY_STEMS:
+        stem = stem_of(kind)
+        if stem in UTILITY_STEMS:
             return self._source()._utility_rows(self, stem)
         return self._source()._rows(self, stem)
 
     def has(self, kind: str) -> bool:
         """Whether rows of `kind` exist for this target (utility: its own file or a shared one)."""
-        stem = _stem(kind)
-        if stem in _UTILITY_STEMS:
+        stem = stem_of(kind)
+        if stem in UTILITY_STEMS:
             return self._source()._utility_owner(self, stem) is not None
         return self._source()._exists(self, stem)
 
@@ -340,9 +108,9 @@ class Target:
         target's folder: for error messages that must name the file to fix."""
         data = self._source()
         if data.hub:
-            return f"{_hub_where(_stem(kind)) if kind else HUB_ID}, subject {self.name!r}"
+            return f"{hub_where(stem_of(kind)) if kind else HUB_ID}, subject {self.name!r}"
         folder = data.root / self.folder
-        return str(folder / f"{_stem(kind)}.json" if kind else folder)
+        return str(folder / f"{stem_of(kind)}.json" if kind else folder)
 
     def summary(self) -> dict[str, int]:
         """Row counts per kind (file stem), 0 where absent; for overview tables in notebooks."""
@@ -357,18 +125,18 @@ class Target:
         import hashlib
 
         content = {"name": self.name, "intro": self.intro,
-                   **{stem: self.rows(stem) for stem in KINDS if stem not in _UTILITY_STEMS and self.has(stem)}}
+                   **{stem: self.rows(stem) for stem in KINDS if stem not in UTILITY_STEMS and self.has(stem)}}
         text = json.dumps(content, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     # -- probes ---------------------------------------------------------------------------
     def forget(self, level: int) -> list[dict]:
         """Forget probes of `level` 1 (fill-in-the-blank), 2 (QA) or 3 (adversarial attacks)."""
-        return self.rows(f"forget_level{_level(level, (1, 2, 3), 'forget')}")
+        return self.rows(f"forget_level{level_of(level, (1, 2, 3), 'forget')}")
 
     def neighbor(self, level: int) -> list[dict]:
         """Neighbor probes of `level` 1 (fill-in-the-blank) or 2 (QA)."""
-        return self.rows(f"neighbor_level{_level(level, (1, 2), 'neighbor')}")
+        return self.rows(f"neighbor_level{level_of(level, (1, 2), 'neighbor')}")
 
     @property
     def mia_forget(self) -> list[dict]:
@@ -404,21 +172,6 @@ class Target:
                             "from RWKU(...).select(...) / .target(...)")
         return self._data
 
-
-def _stem(kind: str) -> str:
-    stem = _ALIASES.get(kind, kind)
-    if stem not in KINDS:
-        raise RwkuError(f"unknown data kind {kind!r}; expected one of {', '.join(KINDS)} "
-                        f"(or an alias: {', '.join(_ALIASES)})")
-    return stem
-
-
-def _level(level: int, allowed: tuple[int, ...], what: str) -> int:
-    if isinstance(level, str) and level.strip().isdigit():
-        level = int(level)
-    if not _is_int(level) or level not in allowed:
-        raise RwkuError(f"{what} level must be one of {', '.join(map(str, allowed))}; got {level!r}")
-    return level
 
 
 def _norm_name(text: str) -> str:
@@ -504,7 +257,7 @@ class RWKU:
             lo, hi = int(m.group(1)), int(m.group(2))
             missing = [i for i in range(lo, hi + 1) if i not in by_index]
             if lo > hi or missing:
-                why = "an empty range" if lo > hi else f"no target(s) {_short(missing, 80)}"
+                why = "an empty range" if lo > hi else f"no target(s) {short(missing, 80)}"
                 raise self._unknown(spec, why)
             for i in range(lo, hi + 1):
                 yield by_index[i]
@@ -558,15 +311,15 @@ class RWKU:
         rows = [data] if isinstance(data, dict) else data  # target 1: a plain object; others: a list
         if not isinstance(rows, list) or len(rows) != 1:
             raise RwkuError(f"{path}: expected an object {{target, intro}} or a one-row list of it; "
-                            f"got {_short(data)}. Restore the file from the RWKU release.")
-        _validate("intro", rows, str(path), "Restore the file from the RWKU release.")
+                            f"got {short(data)}. Restore the file from the RWKU release.")
+        validate("intro", rows, str(path), "Restore the file from the RWKU release.")
         return rows[0]["target"], rows[0]["intro"]
 
     def _hub_targets(self) -> list[Target]:
         # forget_target holds one {target, intro} row per target in rank order; index = position + 1.
-        rows = self._hub_load("intro")
-        where, fix = _hub_where("intro"), "The hub config does not have RWKU's format."
-        _validate("intro", rows, where, fix)
+        rows = hub_rows("intro")
+        where, fix = hub_where("intro"), "The hub config does not have RWKU's format."
+        validate("intro", rows, where, fix)
         return [Target(i + 1, r["target"], r["intro"], None, self) for i, r in enumerate(rows)]
 
     # -- rows -----------------------------------------------------------------------------
@@ -589,7 +342,7 @@ class RWKU:
             if key not in self._files:
                 groups = self._hub_grouped(stem)
                 rows = groups.get(target.name, groups.get(None, []))
-                _validate(stem, rows, f"{_hub_where(stem)}, subject {target.name!r}",
+                validate(stem, rows, f"{hub_where(stem)}, subject {target.name!r}",
                           "The hub config does not have RWKU's format.")
                 self._files[key] = rows
         else:
@@ -599,7 +352,7 @@ class RWKU:
                 if not isinstance(data, list):
                     raise RwkuError(f"{key}: expected a JSON list of row objects; got "
                                     f"{type(data).__name__}. Restore the file from the RWKU release.")
-                _validate(stem, data, str(key), "Restore the file from the RWKU release "
+                validate(stem, data, str(key), "Restore the file from the RWKU release "
                           f"(RWKU.zip or {HUB_ID} Target/ folder); do not edit it by hand.")
                 self._files[key] = data
         return copy.deepcopy(self._files[key])
@@ -615,7 +368,7 @@ class RWKU:
     def _utility_rows(self, target: Target, stem: str) -> list[dict]:
         owner = self._utility_owner(target, stem)
         if owner is None:
-            where = f"any subject of {_hub_where(stem)}" if self.hub else \
+            where = f"any subject of {hub_where(stem)}" if self.hub else \
                 f"any target folder under {self.root}"
             raise RwkuError(f"utility set {stem!r} not found in {where}. The RWKU release ships it as "
                             f"Target/<N>_<Name>/{stem}.json (same 500 rows for every target); copy "
@@ -623,49 +376,10 @@ class RWKU:
         return self._rows(owner, stem)
 
     # -- hub ------------------------------------------------------------------------------
-    def _hub_load(self, stem: str) -> list[dict]:
-        config, split = _HUB[stem]
-        try:
-            import datasets
-        except ImportError as e:  # pragma: no cover - datasets is a dependency
-            raise RwkuError(f"reading {HUB_ID} needs the `datasets` package (pip install datasets) "
-                            "or a local copy of the data.") from e
-        try:
-            ds = datasets.load_dataset(HUB_ID, config, split=split)
-        except Exception as e:
-            raise RwkuError(f"could not load {_hub_where(stem)}: {type(e).__name__}: {e}. Check the "
-                            f"network / Hugging Face cache, or use a local copy ({DATA_ENV}=<dir "
-                            "holding Target/>).") from e
-        rows = ds.to_list() if hasattr(ds, "to_list") else [dict(r) for r in ds]
-        return rows
-
     def _hub_grouped(self, stem: str) -> dict[str | None, list[dict]]:
-        """Rows of a hub config grouped by `subject` (key None: rows without subject, shared)."""
         if stem not in self._hub_groups:
-            rows = self._hub_load(stem)
-            key = "target" if stem == "intro" else "subject"
-            groups: dict[str | None, list[dict]] = {}
-            shared = stem in _UTILITY_STEMS and rows and all(key not in r for r in rows)
-            for i, row in enumerate(rows):
-                if shared:
-                    groups.setdefault(None, []).append(row)
-                    continue
-                name = row.get(key) if isinstance(row, dict) else None
-                if not _is_str(name):
-                    got = "is missing" if name is None else f"is {_short(name)}"
-                    raise RwkuError(f"{_hub_where(stem)}: row {i}: field '{key}' {got}; expected a "
-                                    "string (the target's name).")
-                if stem in _UTILITY_STEMS:
-                    # the hub adds `subject` to the shared utility rows; drop it so rows match RWKU.zip
-                    row = {k: v for k, v in row.items() if k != "subject"}
-                groups.setdefault(name, []).append(row)
-            self._hub_groups[stem] = groups
+            self._hub_groups[stem] = hub_grouped(stem, hub_rows(stem))
         return self._hub_groups[stem]
-
-
-def _hub_where(stem: str) -> str:
-    config, split = _HUB[stem]
-    return f"{HUB_ID} config '{config}' (split '{split}')"
 
 
 def _resolve_root(path: Path, origin: str) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import distributed, injection, models, results
+from . import distributed, injection, models, results, variants
 from . import utility as utility_metrics
 from .config import layer_variants, layer_window, load_profile, make_params
 from .corpus import generate_corpus, provided_corpus
@@ -115,7 +115,7 @@ def _run_jobs(params: dict, model_and_tokenizer, mine: list[Job], desc: str) -> 
         rank, size = distributed.world()
         if distributed.sharded():
             _shard(model, rank, size)
-        original = models.snapshot_weights(model)
+        original = variants.snapshot_weights(model)
         for job in tqdm(todo, desc=desc):
             run_job(model, tokenizer, original, job, params, label)
             if size > 1 and distributed.writes():  # which process did what (the sharding tests read these lines)
@@ -128,7 +128,7 @@ def _run_jobs(params: dict, model_and_tokenizer, mine: list[Job], desc: str) -> 
 def _shard(model, rank: int, size: int) -> None:
     """Shard the sweep's model over the processes (distributed.shard) and say what this one holds."""
     try:
-        layers = models.decoder_layers(model)
+        layers = variants.decoder_layers(model)
     except RwkuError as e:
         raise RwkuError(f"{e} FSDP sharding wraps each decoder layer; for other models launch with "
                         "params/accelerate/multi_gpu.yaml (one model per process).") from None
@@ -294,7 +294,7 @@ def _halved(params: dict, method: str) -> dict | None:
 def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
     targets, method, variant, setting, mia = list(job.targets), job.method, job.variant, job.setting, job.mia
     spec = METHODS[method]
-    models.restore_weights(model, original)
+    variants.restore_weights(model, original)
     seed_everything(params["seed"])
     corpora = [{kind: training_corpus(model, tokenizer, t, kind, params, label) for kind in spec.corpora}
                for t in targets]
@@ -328,8 +328,8 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
         if "detach" in how:
             how["detach"]()
         if ctx_model is not model:
-            models.remove_lora(ctx_model)
-        models.restore_weights(model, original)
+            variants.remove_lora(ctx_model)
+        variants.restore_weights(model, original)
     store(setting, evaluated, ctx.info)
 
 
@@ -350,13 +350,13 @@ def _steering_curve(model, how: dict, params: dict, store, evaluate_all) -> None
 def prepare_variant(model, variant: str, params: dict):
     """The model a trained method changes: LoRA-wrapped, partially frozen ('layers-A-B') or all trainable."""
     if variant == "lora":
-        return models.add_lora(model, params["lora_r"], params["lora_alpha"], params["lora_dropout"],
+        return variants.add_lora(model, params["lora_r"], params["lora_alpha"], params["lora_dropout"],
                                tuple(params["lora_target_modules"]))
     for p in model.parameters():
         p.requires_grad_(True)
     window = layer_window(variant)
     if window:
-        models.trainable_layers(model, *window)
+        variants.trainable_layers(model, *window)
     return model
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import distributed, injection, models, results, runner, selective
+from . import distributed, injection, results, runner, selective, variants
 from . import utility as utility_metrics
 from .corpus import provided_corpus
 from .data import RWKU
@@ -147,9 +147,9 @@ def run_selective(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
         def compute() -> pd.DataFrame:
             if not loaded:
                 loaded["model"], loaded["tok"], _ = runner.load_for(params, model_and_tokenizer)
-                loaded["original"] = models.snapshot_weights(loaded["model"])
+                loaded["original"] = variants.snapshot_weights(loaded["model"])
             model = loaded["model"]
-            models.restore_weights(model, loaded["original"])
+            variants.restore_weights(model, loaded["original"])
             runner.seed_everything(params["seed"])
             trained = runner.prepare_variant(model, variant, params)
             try:
@@ -159,8 +159,8 @@ def run_selective(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
                                             params["seed"], desc=f"{method} {variant}")
             finally:
                 if trained is not model:
-                    models.remove_lora(trained)
-                models.restore_weights(model, loaded["original"])
+                    variants.remove_lora(trained)
+                variants.restore_weights(model, loaded["original"])
             return pd.DataFrame([{"method": method, "variant": variant, "epoch": r["epoch"], "phase": r["phase"],
                                   "seq": s, "ma": float(r["ma"][s]), "el": float(r["el"][s]),
                                   "ppl_wikitext": r["ppl_wikitext"], "ppl_lambada": r["ppl_lambada"]}

@@ -23,7 +23,6 @@ import torch
 
 from .errors import RwkuError
 from .memorization import token_stats
-from .models import padding_id
 from .paths import extraction_dir
 from .progress import tqdm
 from .training import Example, sequence_nll, token_count, train
@@ -262,13 +261,4 @@ def unlearn(model, tokenizer, seqs: list[list[int]], the_plan: Plan, measure, st
               on_epoch_end=evaluate, betas=betas, schedule="constant")
         if not state["stopped"]:  # train() runs the hook after every epoch but the last
             evaluate(epochs)
-    return history
-    losses = train(model, tokenizer, examples, loss_fn, lr, epochs, batch_size, warmup_steps=0, seed=seed,
-                   desc=desc, on_epoch_end=on_epoch_end, betas=betas, schedule="constant")
-    steps_per_epoch = -(-len(examples) // batch_size)
-    last = -(-len(losses) // steps_per_epoch)
-    if history[-1]["epoch"] < last:  # the final epoch is measured here (train() hooks all but the last)
-        evaluate(last)
-    for record in history:
-        record["losses"] = losses
     return history

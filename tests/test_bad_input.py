@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rwku_nb import config, paths, plots, results, runner, seed0, tables, utility
+from rwku_nb import config, paths, plots, runner, seed0, tables, utility
 from rwku_nb.errors import RwkuError
 
 PROFILE = "bad-input"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import rwku_nb.data as data_mod
+from rwku_nb import schema
 from rwku_nb.data import AA_TYPES, HUB_ID, KINDS, RWKU, RwkuError, aa_type
 from rwku_nb.paths import DATA_ENV, REPO_ROOT
 
@@ -302,13 +303,13 @@ def _fake_hub(calls: list):
     import datasets
 
     local = RWKU(DATA_DIR)
-    stem_of = {cfg: stem for stem, (cfg, _) in data_mod._HUB.items()}
+    stem_of = {cfg: stem for stem, (cfg, _) in schema.HUB_CONFIGS.items()}
 
     def load_dataset(path, name, split=None, **kwargs):
         calls.append((path, name, split))
         assert path == HUB_ID
         stem = stem_of[name]
-        assert split == data_mod._HUB[stem][1]
+        assert split == schema.HUB_CONFIGS[stem][1]
         rows = []
         for t in local.select("all"):
             file = DATA_DIR / "Target" / t.folder / f"{stem}.json"
@@ -316,7 +317,7 @@ def _fake_hub(calls: list):
                 continue
             got = json.loads(file.read_text(encoding="utf-8"))
             got = [got] if isinstance(got, dict) else got
-            if stem in data_mod._UTILITY_STEMS:
+            if stem in schema.UTILITY_STEMS:
                 got = [{**r, "subject": t.name} for r in got]  # the hub adds subject per target
             rows.extend(got)
         # serve some configs as a Dataset (as the hub does), others as plain row lists

@@ -1,6 +1,5 @@
 """Batched greedy generation: same tokens as unbatched HF generate, rows stop on their own."""
 import pytest
-import torch
 
 from rwku_nb.errors import RwkuError
 from rwku_nb.generation import first_line, greedy_generate, official_stop_ids

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from rwku_nb import config, models
+from rwku_nb import config, variants
 from rwku_nb.methods import METHODS, Context
 from rwku_nb.methods.npo import npo_loss
 from rwku_nb.prompts import ICU_TEMPLATE
@@ -52,7 +52,7 @@ def test_trained_methods_raise_forget_nll(tiny, method, variant):
     model, tok = tiny
     before = _corpus_nll(model, tok)
     p = _params(lr=1e-2 if variant == "lora" else 1e-3)
-    m = models.add_lora(model) if variant == "lora" else model
+    m = variants.add_lora(model) if variant == "lora" else model
     METHODS[method].run(_ctx(m, tok, p, variant))
     m.eval()
     assert _corpus_nll(m, tok) > before + 1.0
@@ -61,9 +61,9 @@ def test_trained_methods_raise_forget_nll(tiny, method, variant):
 @pytest.mark.parametrize("method", ["before", "icu"])
 def test_untrained_methods_leave_weights(tiny, method):
     model, tok = tiny
-    snap = models.snapshot_weights(model)
+    snap = variants.snapshot_weights(model)
     how = METHODS[method].run(_ctx(model, tok, _params()))
-    assert all(torch.equal(v, models.snapshot_weights(model)[k]) for k, v in snap.items())
+    assert all(torch.equal(v, variants.snapshot_weights(model)[k]) for k, v in snap.items())
     assert how == ({"icu": True} if method == "icu" else {})
 
 
@@ -132,7 +132,7 @@ def test_dpo_prefers_the_counterfactual_over_the_forget_text(tiny, variant):
     assert len(pairs) == 2 and all(sum(c.labels_mask) > 0 and sum(r.labels_mask) > 0 for c, r in pairs)
     reference_logps(model, tok, pairs)
     margin0 = [c.extra["ref_logp"] - r.extra["ref_logp"] for c, r in pairs]
-    m = models.add_lora(model) if variant == "lora" else model
+    m = variants.add_lora(model) if variant == "lora" else model
     METHODS["dpo"].run(_ctx(m, tok, _params(lr=1e-2 if variant == "lora" else 1e-3), variant))
     reference_logps(m, tok, pairs)  # now the trained model's log-probs
     margin1 = [c.extra["ref_logp"] - r.extra["ref_logp"] for c, r in pairs]
@@ -164,17 +164,17 @@ def test_repe_steers_generation_and_detaches_exactly(tiny):
 
     model, tok = tiny
     prompts = ["Who is Stephen King?", "Stephen King wrote"]
-    snap = models.snapshot_weights(model)
+    snap = variants.snapshot_weights(model)
     plain = greedy_generate(model, tok, prompts, max_new_tokens=8, stop="official")
     p = _params()
     p["repe_alpha"] = 50.0  # a random tiny model needs a strong push to change its greedy tokens
     how = METHODS["repe"].run(_ctx(model, tok, p))
-    assert how["layer"] == len(models.decoder_layers(model)) // 2 and float(how["vector"].norm()) > 0
+    assert how["layer"] == len(variants.decoder_layers(model)) // 2 and float(how["vector"].norm()) > 0
     steered = greedy_generate(model, tok, prompts, max_new_tokens=8, stop="official")
     assert steered != plain
     how["detach"]()
     assert greedy_generate(model, tok, prompts, max_new_tokens=8, stop="official") == plain
-    assert all(torch.equal(v, models.snapshot_weights(model)[k]) for k, v in snap.items())  # no weight change
+    assert all(torch.equal(v, variants.snapshot_weights(model)[k]) for k, v in snap.items())  # no weight change
 
 
 def test_repe_vector_is_novice_minus_expert(tiny):
@@ -196,10 +196,10 @@ def test_repe_vector_is_novice_minus_expert(tiny):
 
 def test_partial_layer_training_leaves_frozen_parameters_bit_identical(tiny):
     model, tok = tiny
-    snap = models.snapshot_weights(model)
-    trainable = models.trainable_layers(model, 1, 2)
+    snap = variants.snapshot_weights(model)
+    trainable = variants.trainable_layers(model, 1, 2)
     METHODS["ga"].run(_ctx(model, tok, _params(), variant="layers-1-2"))
-    changed = {k for k, v in snap.items() if not torch.equal(v, models.snapshot_weights(model)[k])}
+    changed = {k for k, v in snap.items() if not torch.equal(v, variants.snapshot_weights(model)[k])}
     assert changed and changed <= set(trainable)
     assert all(k.startswith("model.layers.1.") for k in changed)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
-import os
 
 import pytest
 import torch
 
 from rwku_nb import models as M
+from rwku_nb import variants
 from rwku_nb.errors import RwkuError
 from rwku_nb.paths import CACHE_ENV, cache_dir
 
@@ -197,7 +197,7 @@ def test_unknown_hub_id_and_missing_dir_raise(monkeypatch, tmp_path):
 
 def test_snapshot_restore_is_bit_identical(tiny):
     model, _ = tiny
-    snap = M.snapshot_weights(model)
+    snap = variants.snapshot_weights(model)
     original = {k: v.clone() for k, v in snap.items()}
     assert {k for k, _ in model.named_buffers()} <= snap.keys()
     assert {k for k, _ in model.named_parameters()} <= snap.keys()
@@ -209,21 +209,21 @@ def test_snapshot_restore_is_bit_identical(tiny):
                 b.mul_(2)
     assert all(not torch.equal(p.detach(), original[n]) for n, p in model.named_parameters())
     assert _same(snap, original)  # the snapshot is a copy, not a view of the live weights
-    M.restore_weights(model, snap)
+    variants.restore_weights(model, snap)
     now = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     assert _same({k: v.detach() for k, v in now.items()}, original)
-    cpu = M.snapshot_weights(model, to_cpu=True)
+    cpu = variants.snapshot_weights(model, to_cpu=True)
     assert all(v.device.type == "cpu" for v in cpu.values()) and _same(cpu, original)
     bad = dict(snap)
     bad.pop("model.norm.weight")
     with pytest.raises(RwkuError, match="model.norm.weight"):
-        M.restore_weights(model, bad)
+        variants.restore_weights(model, bad)
 
 
 def test_lora_is_removed_without_merging(tiny):
     model, tok = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    peft_model = M.add_lora(model)
+    peft_model = variants.add_lora(model)
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} == {"q_proj", "v_proj"}
@@ -235,7 +235,7 @@ def test_lora_is_removed_without_merging(tiny):
     peft_model(**enc, labels=enc["input_ids"]).loss.backward()
     opt.step()
     assert any(p.abs().sum() > 0 for n, p in peft_model.named_parameters() if "lora_B" in n)
-    base = M.remove_lora(peft_model)
+    base = variants.remove_lora(peft_model)
     assert type(base).__name__ == "LlamaForCausalLM"
     assert not any("lora" in n for n, _ in base.named_modules())
     assert _same(dict(base.state_dict()), before)
@@ -244,14 +244,14 @@ def test_lora_is_removed_without_merging(tiny):
 
 def test_trainable_layers_freezes_the_rest(tiny):
     model, _ = tiny
-    names = M.trainable_layers(model, 1, 2)
+    names = variants.trainable_layers(model, 1, 2)
     assert names and all(n.startswith("model.layers.1.") for n in names)
     for n, p in model.named_parameters():
         assert p.requires_grad == n.startswith("model.layers.1."), n
-    assert len(M.trainable_layers(model, 0, 2)) == 2 * len(names)
+    assert len(variants.trainable_layers(model, 0, 2)) == 2 * len(names)
     for start, stop in [(0, 3), (1, 1), (-1, 1), (2, 1)]:
         with pytest.raises(RwkuError, match="decoder layers"):
-            M.trainable_layers(model, start, stop)
+            variants.trainable_layers(model, start, stop)
 
 
 def test_describe(tiny):

@@ -3,7 +3,6 @@
 a training step and a greedy generation of SmolLM2's shape twice in fresh processes: pinned as `make`
 runs, and pinned on an emulated AVX2-only CPU (MKL_ENABLE_INSTRUCTIONS=AVX2, what an AMD EPYC / pre-AVX-512
 Intel box runs); the bytes must be equal. tests/test_store_sample.py then checks real jobs end to end."""
-import hashlib
 import os
 import subprocess
 import sys

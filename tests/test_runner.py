@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from rwku_nb import models, results, runner, tables
+from rwku_nb import models, results, runner, tables, variants
 from rwku_nb.errors import RwkuError
 
 
@@ -59,9 +59,9 @@ def test_results_without_the_requested_utility_sets_are_recomputed(tmp_store, rw
 def test_sweep_restores_original_weights_between_jobs(tmp_store, rwku, monkeypatch):
     monkeypatch.setenv("RWKU_DATA", str(rwku.root.parent if rwku.root.name == "Target" else rwku.root))
     model, tok = models.load_model("tiny-random", device="cpu")
-    snap = models.snapshot_weights(model)
+    snap = variants.snapshot_weights(model)
     runner.run_sweep(_params(methods=["ga"], variants=["full", "lora"]), model_and_tokenizer=(model, tok))
-    assert all(v.equal(models.snapshot_weights(model)[k]) for k, v in snap.items())
+    assert all(v.equal(variants.snapshot_weights(model)[k]) for k, v in snap.items())
     full = results.read_result(results.stored("test", "tiny-random", "ga", "full", 2))
     assert full["info"]["losses"]  # the method really trained
 

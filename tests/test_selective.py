@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rwku_nb import config, models, results, runner, seed0, selective, tables
+from rwku_nb import config, models, seed0, selective, tables
 from rwku_nb.paths import extraction_dir
 from rwku_nb.training import Example, sft_loss, train
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rwku_nb import models
+from rwku_nb import variants
 from rwku_nb.errors import RwkuError
 from rwku_nb.training import Example, collate, text_examples, train
 
@@ -22,13 +22,13 @@ def _lm_loss(model, batch):
 def test_training_is_seeded_and_lowers_loss(tiny):
     model, tok = tiny
     ex = text_examples(tok, ["a b c d e f", "one two three four", "x y z"], 16)
-    snap = models.snapshot_weights(model)
+    snap = variants.snapshot_weights(model)
     losses1 = train(model, tok, ex, _lm_loss, lr=1e-2, epochs=4, batch_size=2, warmup_steps=1, seed=3)
-    w1 = models.snapshot_weights(model)
-    models.restore_weights(model, snap)
+    w1 = variants.snapshot_weights(model)
+    variants.restore_weights(model, snap)
     losses2 = train(model, tok, ex, _lm_loss, lr=1e-2, epochs=4, batch_size=2, warmup_steps=1, seed=3)
     assert losses1 == losses2
-    assert all(torch.equal(w1[k], v) for k, v in models.snapshot_weights(model).items())
+    assert all(torch.equal(w1[k], v) for k, v in variants.snapshot_weights(model).items())
     assert losses1[-1] < losses1[0]
     assert len(losses1) == 4 * 2  # ceil(3 / 2) steps per epoch
 

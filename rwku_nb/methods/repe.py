@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models import decoder_layers
+from ..variants import decoder_layers
 from . import register
 
 EXPERT = "You are an expert on {subject} who knows everything about {subject}."
