@@ -168,11 +168,23 @@ def profile_path(profile: str) -> Path:
 
 
 def load_profile(profile: str, overrides: dict | None = None) -> dict:
-    """The validated parameters of a profile file (defaults filled in), `overrides` taking precedence."""
+    """The validated parameters of a profile file (defaults filled in), `overrides` taking precedence.
+    A profile may name another as its `base` and state only what differs (keys replace the base's whole)."""
     path = profile_path(profile)
+    raw, source = _read_profile(path, ())
+    if not overrides:
+        return make_params(raw, source=source)
+    if not isinstance(overrides, dict):
+        raise RwkuError(f"overrides of {path} must be a mapping of parameter names to values, got {overrides!r}.")
+    return make_params({**raw, **overrides}, source=f"{source} with overrides {sorted(overrides)}")
+
+
+def _read_profile(path: Path, children: tuple[Path, ...]) -> tuple[dict, str]:
+    """A profile file's keys over those of its `base` chain, and the source to name in errors."""
     if not path.exists():
         known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
-        raise RwkuError(f"No profile file {path}. Known profiles: {', '.join(known)}.")
+        via = f" (the base of {children[-1]})" if children else ""
+        raise RwkuError(f"No profile file {path}{via}. Known profiles: {', '.join(known)}.")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -180,11 +192,19 @@ def load_profile(profile: str, overrides: dict | None = None) -> dict:
                         "per line, lists as [a, b].") from None
     if not isinstance(raw, dict):
         raise RwkuError(f"{path}: expected a mapping of parameter names to values, got {type(raw).__name__}.")
-    if not overrides:
-        return make_params(raw, source=str(path))
-    if not isinstance(overrides, dict):
-        raise RwkuError(f"overrides of {path} must be a mapping of parameter names to values, got {overrides!r}.")
-    return make_params({**raw, **overrides}, source=f"{path} with overrides {sorted(overrides)}")
+    if "base" not in raw:
+        return raw, str(path)
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base.strip():
+        raise RwkuError(f"{path}: key 'base' has value {base!r}; expected the name of another profile "
+                        "(e.g. base: gpu-llama3-8b).")
+    base_path = profile_path(base)
+    if base_path.resolve() in {c.resolve() for c in (*children, path)}:
+        chain = " -> ".join(str(c) for c in (*children, path, base_path))
+        raise RwkuError(f"{path}: key 'base': profiles extend each other in a cycle ({chain}); remove one 'base'.")
+    inherited, source = _read_profile(base_path, (*children, path))
+    # its own results store: a profile that extends another is named after its file unless it says otherwise
+    return {**inherited, "profile": path.stem, **raw}, f"{path} (base {source})"
 
 
 def make_params(values: dict, source: str = "parameters") -> dict:

@@ -49,6 +49,36 @@ def test_gpu_profiles_carry_the_paper_hyperparameters():
     assert p["npo_beta"] == 0.2 and p["max_new_tokens"] == 30 and p["dtype"] == "bfloat16"
 
 
+def test_a_profile_extends_its_base_and_states_only_what_differs(tmp_path):
+    llama, phi = load_profile("gpu-llama3-8b"), load_profile("gpu-phi3-mini")
+    assert {k for k in llama if llama[k] != phi[k]} == {"profile", "model", "lora_target_modules"}
+    assert phi["lora_target_modules"] == ["qkv_proj"] and phi["hparams"] == llama["hparams"]
+    neo = load_profile("gpu-gptneo-2.7b")
+    assert neo["model"] == "EleutherAI/gpt-neo-2.7B" and neo["selective_lr"] == load_profile("gpu-gptneo-125m")["selective_lr"]
+    child = tmp_path / "mine.yaml"
+    child.write_text("base: gpu-phi3-mini\nprofile: mine\ntargets: '1-3'\n")  # a chain of two bases
+    mine = load_profile(str(child))
+    assert mine["targets"] == "1-3" and mine["model"] == phi["model"] and mine["npo_beta"] == llama["npo_beta"]
+    child.write_text("base: gpu-phi3-mini\n")
+    assert load_profile(str(child))["profile"] == "mine"  # its own store, not its base's
+    child.write_text("base: gpu-llama3-8b\nprofile: mine\nseed: zero\n")
+    with pytest.raises(RwkuError, match=r"mine.yaml \(base .*gpu-llama3-8b.yaml\).*'seed' has value 'zero'"):
+        load_profile(str(child))
+
+
+@pytest.mark.parametrize("base, message", [
+    ("gpu-lama3", r"No profile file .*gpu-lama3.yaml \(the base of .*mine.yaml\). Known profiles: .*gpu-llama3-8b"),
+    (3, r"mine.yaml: key 'base' has value 3; expected the name of another profile"),
+    ("MINE", r"key 'base': profiles extend each other in a cycle \(.*mine.yaml -> .*other.yaml -> .*mine.yaml\)"),
+])
+def test_bad_base_is_named(tmp_path, base, message):
+    child, other = tmp_path / "mine.yaml", tmp_path / "other.yaml"
+    other.write_text(f"base: {child}\nprofile: other\n")
+    child.write_text(f"base: {other if base == 'MINE' else base}\nprofile: mine\n")
+    with pytest.raises(RwkuError, match=message):
+        load_profile(str(child))
+
+
 @pytest.mark.parametrize("values, message", [
     ({"modle": "x"}, "unknown key.*'modle'"),
     ({"seed": "zero"}, "'seed' has value 'zero' of type str; expected int"),
