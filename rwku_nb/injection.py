@@ -58,6 +58,9 @@ def settings(params: dict) -> dict:
            "seed": params["seed"], "dtype": params["dtype"]}
     if models.resolve_device(params["device"]).type == "cpu":
         out["kernels"] = cpu_kernels()
+    weights = models.fingerprint(params["model"])
+    if weights:  # injected into a local model directory: its content
+        out["weights"] = weights
     return out
 
 

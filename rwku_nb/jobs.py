@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .config import hparams_for, layer_window
 from .methods import METHODS
-from .models import resolve_device, resolve_dtype
+from .models import fingerprint, resolve_device, resolve_dtype
 
 # Bump when a change to the metric or evaluation code changes stored numbers: every result is then recomputed.
 METRIC_VERSION = 1
@@ -48,9 +48,13 @@ def cpu_kernels() -> dict:
 
 
 def model_identity(params: dict, label: str) -> dict:
-    """The resolved model: its label (base id plus injection key), device type, dtype and CPU kernel pins."""
+    """The resolved model: its label (base id plus injection key), the content of a local model directory,
+    device type, dtype and CPU kernel pins."""
     device = resolve_device(params["device"])
     out = {"model": label, "device": device.type, "dtype": str(resolve_dtype(params["dtype"], device))}
+    weights = fingerprint(params["model"])
+    if weights:  # a local directory: its files' content, not its path
+        out["weights"] = weights
     if device.type == "cpu":
         out["kernels"] = cpu_kernels()
     return out

@@ -160,6 +160,31 @@ def _model_dir(name: str) -> Path:
     return path
 
 
+def fingerprint(name: str | os.PathLike) -> str | None:
+    """A hash of every file of a local model directory (config, weights, tokenizer): what identifies its
+    weights in stored results, so a checkpoint saved again into the same directory is not taken for the old
+    one. None for the aliases and hub ids (named by their id). Hashed once per process and file state."""
+    name = os.fspath(name)
+    if name in (SMOLLM2, TINY) or not _looks_like_path(name):
+        return None
+    root = _model_dir(name).resolve()
+    files = sorted(f for f in root.rglob("*") if f.is_file()
+                   and not any(part.startswith(".") for part in f.relative_to(root).parts))
+    state = (str(root), tuple((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if state not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(str(f.relative_to(root)).encode() + b"\0")
+            with f.open("rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    h.update(chunk)
+        _FINGERPRINTS[state] = h.hexdigest()[:12]
+    return _FINGERPRINTS[state]
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def smollm2_dir(build: bool = True) -> Path:
     """The cached safetensors directory of SmolLM2-135M-Instruct, built once from the GGUF unless not `build`."""
     gguf = _smollm2_gguf()

@@ -140,3 +140,33 @@ def test_cpu_kernel_pins_are_part_of_the_identity(rwku, monkeypatch):
     assert runner.sweep_jobs(params)[0].identity["kernels"] == jobs.AVX2_PINS
     assert injection.model_label(smoke) != unpinned_label
     assert [job.key for job in runner.sweep_jobs({**params, "device": "cpu"})] == pinned  # deterministic
+
+
+def test_a_local_model_directory_is_identified_by_its_content_not_its_path(rwku, tmp_path, monkeypatch, tiny):
+    """A checkpoint unlearned elsewhere and saved again into the same directory must not reuse the results
+    of the old one; the same files (saved again, or copied elsewhere) are the same model."""
+    import torch
+
+    from rwku_nb import injection
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    model, tok = tiny
+    ckpt = tmp_path / "ckpt"
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+
+    def keys(path):
+        p = make_params({**BASE, "model": str(path)})
+        return [job.key for job in runner.sweep_jobs(p)], injection.settings({**p, "inject": [1]})["weights"]
+
+    first, weights = keys(ckpt)
+    assert weights == runner.sweep_jobs(make_params({**BASE, "model": str(ckpt)}))[0].identity["weights"]
+    shutil.copytree(ckpt, tmp_path / "copy")
+    model.save_pretrained(ckpt)  # the same weights written again: new mtimes, same content
+    assert keys(ckpt) == (first, weights) and keys(tmp_path / "copy")[1] == weights
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    model.save_pretrained(ckpt)
+    changed, changed_weights = keys(ckpt)
+    assert changed_weights != weights and not set(changed) & set(first)
+    assert "weights" not in runner.sweep_jobs(make_params(BASE))[0].identity  # an alias is named by its id
