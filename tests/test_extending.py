@@ -1,0 +1,43 @@
+"""README "How it fits together": adding a method is one registered function, and it then runs through
+a sweep like the built-in ones and appears in Table 1 (here a toy method registered from the test)."""
+import pytest
+
+from rwku_nb import methods, runner, tables
+from rwku_nb.config import make_params
+from rwku_nb.training import sequence_nll, text_examples, token_count
+
+
+@pytest.fixture
+def toy_method(monkeypatch):
+    """'toy': gradient ascent with its loss scaled by a profile key it declares (repe_alpha, an existing
+    key: profiles accept no keys the defaults lack)."""
+    monkeypatch.setitem(methods.METHODS, "toy", None)  # removed again after the test
+
+    @methods.register("toy", "Toy", trains=True, corpora=("positive",), args=("repe_alpha",))
+    def run(ctx):
+        loss = lambda m, b: -ctx.params["repe_alpha"] * sequence_nll(m, b).sum() / token_count(b).sum()
+        ctx.train(text_examples(ctx.tokenizer, ctx.corpus["positive"], ctx.params["max_length"]), loss, "toy", "Toy")
+        ctx.info["toy"] = True
+        return {}
+
+    return run
+
+
+def test_a_method_registered_from_outside_runs_through_a_sweep_into_table1(toy_method, tmp_store, rwku,
+                                                                            monkeypatch):
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    base = {"profile": "toy", "model": "tiny-random", "inject": [], "targets": "1", "methods": ["before", "toy"],
+            "variants": ["full", "lora"], "curve": False, "utility": ["mmlu"], "utility_size": 2, "corpus_size": 2,
+            "corpus_max_new_tokens": 8, "max_new_tokens": 4, "max_length": 32, "warmup_steps": 0,
+            "hparams": {"toy": {"full": {"lr": 1e-2, "epochs": 1, "batch_size": 2},
+                            "lora": {"lr": 1e-2, "epochs": 1, "batch_size": 2}}}}
+    rows = runner.run_sweep(make_params(base))
+    table = tables.table1(rows)
+    assert list(table.index) == ["Before", "Toy Full", "Toy LoRA"]
+    # it changed the model: the forget-set MIA loss (LOSS on FM) moved away from Before's
+    fm = table[("MIA", "FM")]
+    assert fm["Toy Full"] != fm["Before"] and fm["Toy LoRA"] != fm["Before"]
+    # its declared profile key is part of its identity: a changed value recomputes only the toy jobs
+    keys = {j.method: j.key for j in runner.sweep_jobs(make_params(base))}
+    other = {j.method: j.key for j in runner.sweep_jobs(make_params({**base, "repe_alpha": 2.0}))}
+    assert other["before"] == keys["before"] and other["toy"] != keys["toy"]
