@@ -59,7 +59,7 @@ test: venv unit nbval
 # The unit tests; the browser test of JupyterLab (tests/test_lab.py) runs where `make lab-deps` installed
 # chromium and is skipped with its reason elsewhere (CI installs it and requires it).
 unit: venv
-	$(QUIET) $(PY) -m pytest tests -q
+	$(QUIET) $(PY) -m pytest tests -q --durations=15
 
 # JupyterLab + selenium in the venv; Debian's chromium and its driver (root; skipped when present).
 lab-deps: venv

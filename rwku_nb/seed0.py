@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+from itertools import islice
+
 import numpy as np
 import pandas as pd
 
@@ -51,12 +53,11 @@ def _selective_sequences(params: dict, model, tokenizer) -> tuple[list, list]:
     """(forget, unseen) lists of (source, token ids) for `selective_data`."""
     length, size = params["selective_length"], params["selective_size"]
     if params["selective_data"] == "extraction":
-        texts = selective.read_csv_texts(params["selective_file"])
-        forget = [(f"{params['selective_file']} row {i}", ids) for i, text in enumerate(texts)
-                  for ids in selective.windows(tokenizer, [text], length, per_text=1)][:size]
-        unseen_file = f"valid_{params['selective_unseen']}.csv"
-        unseen = [(f"{unseen_file} row {i}", ids) for i, text in enumerate(selective.read_csv_texts(unseen_file))
-                  for ids in selective.windows(tokenizer, [text], length, per_text=1)][: len(forget)]
+        def first(name: str, n: int | None) -> list:  # tokenizes only as many texts as it takes
+            return list(islice(((f"{name} row {i}", ids) for i, text in enumerate(selective.read_csv_texts(name))
+                                for ids in selective.windows(tokenizer, [text], length, per_text=1)), n))
+        forget = first(params["selective_file"], size)
+        unseen = first(f"valid_{params['selective_unseen']}.csv", len(forget))
     else:
         data = RWKU(params["data"])
         targets = data.select(params["targets"])

@@ -3,9 +3,9 @@ die on a key, a layer index, a LoRA module name or a dtype path: every method, v
 window and selective run of the profile, for one target and a step or two each, on a tiny random model of
 the profile's architecture with its number of decoder layers and its dtype (bf16 where it says so).
 
-What is shrunk is sizes only: the rows read per file, texts per corpus, tokens generated, epochs (at most 2),
-and the batch-target sizes (the profile's own are checked against its `batch_targets`; two sizes of 1 and 2
-targets run). Not run here, because they are the same for every profile and the CI profile runs them: the
+What is shrunk is sizes only: the rows read per file, texts per corpus, tokens generated, EL prefix positions
+(every 8th), epochs (at most 2) and the batch-target sizes (the profile's own are checked against its
+`batch_targets`; two sizes of 1 and 2 targets run). Not run here, because they are the same for every profile and the CI profile runs them: the
 per-epoch and per-alpha curve points (`curve`), and the utility sets other than MMLU (BBH and fluency decode
 through the generation path the probes use, 256 tokens each on a random model)."""
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _tiny_model(model_id: str, dtype: str, out):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    assert len(getattr(model, "transformer", model.model).h if kind == "gpt_neo" else model.model.layers) == layers
+    assert len(model.transformer.h if kind == "gpt_neo" else model.model.layers) == layers
     model.to(getattr(torch, dtype)).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -102,7 +102,7 @@ def test_gpu_profile_sweep_structure_runs_on_a_tiny_model_of_its_architecture(pr
         "utility": ["mmlu"] if p["utility"] else [], "utility_size": 1, "hparams": capped,
         "curve": False, "batch_targets": "1-2", "batch_sizes": [1, 2],
         "selective_size": 2, "selective_length": 24, "selective_epochs": 1, "selective_batch_size": 2,
-        "el_n": min(p["el_n"], 8), "ppl_size": 2, "ppl_max_length": 32,
+        "el_n": min(p["el_n"], 8), "el_stride": 8, "ppl_size": 2, "ppl_max_length": 32,
     }
     if p["selective_data"] == "extraction":
         overrides["selective_file"] = "lm_extraction_4_0.csv"
