@@ -153,3 +153,100 @@ def evaluate_mia(model, tokenizer, target, icu: bool = False, batch_size: int = 
 def _mean(scores: list[dict], key: str) -> float:
     vals = [s[key] for s in scores if not np.isnan(s[key])]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+# --- benchmark a checkpoint: python -m rwku_nb.evaluate MODEL --------------------------------------------
+
+EVALUATE_PROFILE = "evaluate"  # the results store the command writes to (results/evaluate/<model>/...)
+
+
+def checkpoints(model: str) -> dict[int, str] | None:
+    """{target index: checkpoint directory} when `model` is a directory of per-target checkpoints
+    (`<dir>/<N>_<Name>/config.json`, one model unlearned per target); None for one model."""
+    import re
+    from pathlib import Path
+
+    root = Path(model).expanduser()
+    if not root.is_dir() or (root / "config.json").is_file():
+        return None
+    found = {int(m.group(1)): str(d) for d in sorted(root.iterdir())
+             if (m := re.match(r"^(\d+)_", d.name)) and (d / "config.json").is_file()}
+    return found or None
+
+
+def score(model: str, targets=None, profile: str = "gpu-llama3-8b", overrides: dict | None = None):
+    """The Before-style evaluation of `model` (a hub id, a model directory, or a directory of per-target
+    checkpoints) on RWKU under `profile`'s evaluation settings: (Table 1 row beside the paper's rows, the
+    tidy rows). Results and per-probe predictions go to the `evaluate` results store."""
+    import pandas as pd
+
+    from . import runner, tables
+    from .config import load_profile
+    from .data import RWKU
+
+    base = {**(overrides or {}), "methods": ["before"], "inject": None, "profile": EVALUATE_PROFILE}
+    if targets is not None:
+        base["targets"] = targets
+    params = load_profile(profile, {**base, "model": model})
+    per_target = checkpoints(model)
+    if per_target is None:
+        rows = runner.run_sweep(params)
+    else:
+        wanted = RWKU(params["data"]).select(params["targets"])
+        missing = [f"{t.index}_{t.name.replace(' ', '_')}" for t in wanted if t.index not in per_target]
+        if missing:
+            raise RwkuError(f"{model}: no checkpoint for target(s) {', '.join(missing)}; expected one model "
+                            "directory per target named <N>_<Name>/ (config.json + weights), or pass --targets.")
+        rows = pd.concat([runner.run_sweep(load_profile(profile, {**base, "model": per_target[t.index],
+                                                                  "targets": str(t.index)}))
+                          for t in wanted], ignore_index=True)
+    table = tables.table1(rows).rename(index={"Before": model})
+    beside = pd.concat({"this model": table, "Paper, LLaMA3-8B-Instruct (Table 1)": tables.paper_table1()},
+                       names=["Source", "Method"])
+    return beside, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    import yaml
+
+    from . import results, tables
+
+    parser = argparse.ArgumentParser(
+        prog="python -m rwku_nb.evaluate",
+        description="Score a model unlearned elsewhere on RWKU with the official evaluation (forget, neighbor, "
+                    "MIA, utility); writes its Table 1 row beside the paper's to figures/ and its results and "
+                    "per-probe predictions to results/evaluate/.")
+    parser.add_argument("model", help="a hub id, a local model directory, or a directory of per-target "
+                                      "checkpoints named <N>_<Name>/")
+    parser.add_argument("--targets", default=None, help="e.g. 1-10 or '[1, 5]' (default: the profile's)")
+    parser.add_argument("--profile", default="gpu-llama3-8b",
+                        help="whose evaluation settings (default gpu-llama3-8b: the paper's; cpu-smoke: a quick look)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda or cpu")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16, float32")
+    parser.add_argument("-y", "--overrides", default="{}", help="YAML mapping of profile keys, e.g. \"{utility_size: 50}\"")
+    args = parser.parse_args(argv)
+    try:
+        try:
+            overrides = yaml.safe_load(args.overrides) or {}
+        except yaml.YAMLError as e:
+            raise RwkuError(f"--overrides {args.overrides!r} is not valid YAML ({e}).") from None
+        if not isinstance(overrides, dict):
+            raise RwkuError(f"--overrides {args.overrides!r}: expected a mapping of profile keys, e.g. \"{{utility_size: 50}}\".")
+        targets = yaml.safe_load(args.targets) if args.targets else None
+        table, rows = score(args.model, targets, args.profile,
+                            {"device": args.device, "dtype": args.dtype, **overrides})
+        caption = (f"{args.model} on RWKU targets {sorted(rows['target_index'].unique().tolist())}, "
+                   f"evaluation settings of profile {args.profile}")
+        written = tables.write_table(table, f"evaluate_{results.slug(args.model)}", caption)
+    except RwkuError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(caption, tables.to_markdown(table), "written: " + ", ".join(written), sep="\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
