@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from rwku_nb import paths, store
+from rwku_nb import models, paths, store
 from rwku_nb.config import load_profile
 from rwku_nb.jobs import AVX2_PINS
 from rwku_nb.paths import REPO_ROOT
@@ -52,7 +52,7 @@ def test_sample_jobs_recomputed_from_scratch_equal_the_committed_bytes(cpu_smoke
     fresh = tmp_path / "results"
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "models").symlink_to(paths.cache_dir() / "models")  # the dequantized SmolLM2 only
+    (cache / "models").symlink_to(models.smollm2_dir().parent)  # the dequantized SmolLM2 only (built if needed)
     env = {**os.environ, paths.RESULTS_ENV: str(fresh), paths.CACHE_ENV: str(cache)}
     out = subprocess.run([sys.executable, "-c", SAMPLE], env=env, capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
