@@ -45,7 +45,8 @@ figures: venv
 # Refresh the committed notebooks and the CI profile's results store (results/cpu-smoke/) from scratch:
 # every job recomputed, the notebooks re-executed in place, papermill's injected-parameters cell folded back
 # into the parameters cell (rwku_nb/nbtools.py). SmolLM2 is built first, outside them: transformers' GGUF
-# conversion bar would be a widget in notebook 01. ~35 min on 2 CPU cores.
+# conversion bar would be a widget in notebook 01. 91 min measured on 2 CPU cores (pinned, partly beside
+# other work).
 notebooks: venv
 	rm -rf results/$(CI_PROFILE)
 	$(QUIET) $(PINNED) $(PY) -c "from rwku_nb import models; models.smollm2_dir()"
