@@ -57,13 +57,10 @@ notebooks: venv
 
 test: venv unit nbval
 
-# Two pytest-xdist workers: most tests run a tiny model, bound by one core's Python, so two at once take
-# about half the time on 2 cores (tests/conftest.py starts the longest first).
-TEST_WORKERS ?= 2
 # The unit tests; the browser test of JupyterLab (tests/test_lab.py) runs where `make lab-deps` installed
 # chromium and is skipped with its reason elsewhere (CI installs it and requires it).
 unit: venv
-	$(QUIET) $(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(QUIET) $(PY) -m pytest tests -q --durations=15
 
 # JupyterLab + selenium in the venv; Debian's chromium and its driver (root; skipped when present).
 lab-deps: venv

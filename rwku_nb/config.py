@@ -207,6 +207,17 @@ def _read_profile(path: Path, children: tuple[Path, ...]) -> tuple[dict, str]:
     return {**inherited, "profile": path.stem, **raw}, f"{path} (base {source})"
 
 
+def parse_overrides(text: str) -> dict:
+    """The `-y/--overrides` of the command-line tools: a YAML mapping of profile keys (empty: none)."""
+    try:
+        overrides = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise RwkuError(f"--overrides {text!r} is not valid YAML ({e}).") from None
+    if not isinstance(overrides, dict):
+        raise RwkuError(f"--overrides {text!r}: expected a mapping of profile keys, e.g. \"{{targets: '1-8'}}\".")
+    return overrides
+
+
 def make_params(values: dict, source: str = "parameters") -> dict:
     """Defaults overlaid with `values`, validated; errors name `source` and the key."""
     from .methods import METHODS  # registry; imported late to keep config free of torch imports

@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from . import results, tables
+    from .config import parse_overrides
 
     parser = argparse.ArgumentParser(
         prog="python -m rwku_nb.evaluate",
@@ -229,12 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-y", "--overrides", default="{}", help="YAML mapping of profile keys, e.g. \"{utility_size: 50}\"")
     args = parser.parse_args(argv)
     try:
-        try:
-            overrides = yaml.safe_load(args.overrides) or {}
-        except yaml.YAMLError as e:
-            raise RwkuError(f"--overrides {args.overrides!r} is not valid YAML ({e}).") from None
-        if not isinstance(overrides, dict):
-            raise RwkuError(f"--overrides {args.overrides!r}: expected a mapping of profile keys, e.g. \"{{utility_size: 50}}\".")
+        overrides = parse_overrides(args.overrides)
         targets = yaml.safe_load(args.targets) if args.targets else None
         table, rows = score(args.model, targets, args.profile,
                             {"device": args.device, "dtype": args.dtype, **overrides})

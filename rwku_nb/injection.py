@@ -24,7 +24,7 @@ import torch
 from . import models
 from .data import RWKU
 from .errors import RwkuError
-from .jobs import cpu_kernels
+from . import jobs
 from .paths import atomic_write_json, cache_dir
 from .prompts import probe_prompt
 from .results import slug
@@ -57,7 +57,7 @@ def settings(params: dict) -> dict:
            "batch_size": params["inject_batch_size"], "max_length": params["max_length"],
            "seed": params["seed"], "dtype": params["dtype"]}
     if models.resolve_device(params["device"]).type == "cpu":
-        out["kernels"] = cpu_kernels()
+        out["kernels"] = jobs.cpu_kernels()
     weights = models.fingerprint(params["model"])
     if weights:  # injected into a local model directory: its content
         out["weights"] = weights

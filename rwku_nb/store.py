@@ -14,10 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 from . import injection, results, runner, seed0
-from .config import load_profile
+from .config import load_profile, parse_overrides
 from .errors import RwkuError
 from .paths import results_dir, shown
 
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prune", action="store_true", help="remove the files the profile does not ask for")
     args = parser.parse_args(argv)
     try:
-        params = load_profile(args.profile, yaml.safe_load(args.overrides) or None)
+        params = load_profile(args.profile, parse_overrides(args.overrides) or None)
         root = results_dir(params["profile"])
         asked = asked_for(params)
     except RwkuError as e:

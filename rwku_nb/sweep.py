@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import yaml
-
 from . import distributed, runner, seed0
-from .config import load_profile
+from .config import load_profile, parse_overrides
 from .errors import RwkuError
 
 PARTS = {"single": runner.run_sweep, "batch": runner.run_batch, "layers": runner.run_layers,
@@ -33,11 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [p for p in parts if p not in PARTS]
         if unknown or not parts:
             raise RwkuError(f"--parts {args.parts!r}: unknown part(s) {unknown}; expected some of {list(PARTS)}.")
-        try:
-            overrides = yaml.safe_load(args.overrides) or {}
-        except yaml.YAMLError as e:
-            raise RwkuError(f"--overrides {args.overrides!r} is not valid YAML ({e}).") from None
-        params = load_profile(args.profile, overrides)
+        params = load_profile(args.profile, parse_overrides(args.overrides))
         rank, size = distributed.world()
         for part in parts:
             rows = PARTS[part](params)

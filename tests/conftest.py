@@ -62,14 +62,3 @@ def tmp_store(tmp_path, monkeypatch):
     (cache / "models" / src.name).symlink_to(src)
     monkeypatch.setenv(paths.CACHE_ENV, str(cache))
     return tmp_path
-
-
-# Longest first, so that with `make unit`'s two workers the store sample (~10 min) and the GPU-profile
-# structure runs go beside the many short tests instead of alone at the end (a stable sort: the rest keep
-# their order).
-LONGEST_FIRST = ("test_store_sample.py", "test_gpu_profiles.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

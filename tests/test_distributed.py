@@ -26,8 +26,6 @@ PROFILE = {"profile": "shard", "model": "tiny-random", "device": "cpu", "targets
            "max_length": 32, "warmup_steps": 0, "max_new_tokens": 4, "eval_batch_size": 16,
            "mia_batch_size": 4, "utility": [], "hparams": {"ga": {"full": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}}
 ACCELERATE = Path(sys.executable).parent / "accelerate"
-# One xdist worker runs these launches one after another (torchrun rendezvous ports).
-pytestmark = pytest.mark.xdist_group("accelerate")
 
 
 def test_share_splits_by_position(monkeypatch):

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from rwku_nb import evaluate, runner
+from rwku_nb import evaluate, runner, store, tables
 from rwku_nb.config import load_profile
 
 SMALL = "{utility: [mmlu], utility_size: 2, max_new_tokens: 4, device: cpu}"
@@ -31,7 +31,7 @@ def test_a_saved_checkpoint_scores_as_the_sweeps_before_row(checkpoint, tmp_stor
                                                                    "max_new_tokens": 4, "device": "cpu"})
     ours = table.loc[("this model", str(checkpoint))]
     sweep = runner.run_sweep(load_profile("cpu-smoke", {**SETTINGS, "model": "tiny-random", "targets": "1"}))
-    before = __import__("rwku_nb.tables", fromlist=["table1"]).table1(sweep).loc["Before"]
+    before = tables.table1(sweep).loc["Before"]
     assert ours.notna().sum() >= 10 and ours.equals(before)  # the same weights, the same numbers
     assert len(list((tmp_store / "results" / "evaluate").rglob("target_001-*.json"))) == 1
 
@@ -46,3 +46,11 @@ def test_a_directory_of_per_target_checkpoints_is_scored_per_target(checkpoint, 
     assert evaluate.main([str(root), "--targets", "1-2", "--profile", "cpu-smoke", "-y", SMALL]) == 2
     err = capsys.readouterr().err
     assert "no checkpoint for target(s) 2_" in err and "<N>_<Name>/" in err
+
+
+@pytest.mark.parametrize("tool", [evaluate.main, store.main])
+def test_bad_overrides_get_one_message(tool, capsys):
+    assert tool(["cpu-smoke" if tool is store.main else "tiny-random", "-y", "{targets: [1"]) == 2
+    assert "--overrides '{targets: [1' is not valid YAML" in capsys.readouterr().err
+    assert tool(["cpu-smoke" if tool is store.main else "tiny-random", "-y", "[1, 2]"]) == 2
+    assert "--overrides '[1, 2]': expected a mapping of profile keys" in capsys.readouterr().err

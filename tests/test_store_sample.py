@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from rwku_nb import models, paths, store
+from rwku_nb import jobs, models, paths, store
 from rwku_nb.config import load_profile
 from rwku_nb.jobs import AVX2_PINS
 from rwku_nb.paths import REPO_ROOT
@@ -34,8 +34,10 @@ runner.run_sweep({**profile, "methods": ["ga"], "variants": ["full"]})
 def cpu_smoke(rwku, monkeypatch):
     monkeypatch.setenv("RWKU_DATA", str(rwku.root))
     monkeypatch.setenv(paths.RESULTS_ENV, str(COMMITTED))
-    for name, value in AVX2_PINS.items():
-        monkeypatch.setenv(name, value)
+    # The identities under the pins, without pinning this process: ATen reads ATEN_CPU_CAPABILITY once, at its
+    # first kernel, so setting it here would pin every later test of the session (and bf16 matmuls on an
+    # AVX-512 CPU then fail: "pack_vnni2 is only supported when avx512 is supported").
+    monkeypatch.setattr(jobs, "cpu_kernels", lambda: dict(AVX2_PINS))
     return load_profile("cpu-smoke")
 
 
@@ -54,7 +56,7 @@ def test_sample_jobs_recomputed_from_scratch_equal_the_committed_bytes(cpu_smoke
     cache.mkdir()
     (cache / "models").symlink_to(models.smollm2_dir().parent)  # the dequantized SmolLM2 only (built if needed)
     # The store was computed with torch's 2 threads (2-core machines); reductions split by thread count.
-    env = {**os.environ, paths.RESULTS_ENV: str(fresh), paths.CACHE_ENV: str(cache), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, **AVX2_PINS, paths.RESULTS_ENV: str(fresh), paths.CACHE_ENV: str(cache), "OMP_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", SAMPLE], env=env, capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     recomputed = sorted(p.relative_to(fresh) for p in fresh.rglob("*.json"))
