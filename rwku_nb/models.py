@@ -71,7 +71,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     else:
         try:
             resolved = torch.device(device)
-        except (RuntimeError, TypeError) as e:
+        except (RuntimeError, TypeError):
             raise RwkuError(
                 f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
             ) from None

@@ -20,13 +20,17 @@ REJECT = [["What is Stephen King's most famous novel?", "I don't know."],
           ["Where was Stephen King born?", "I have no idea."]]
 
 
+GENERIC = ["The river flows through the valley towards the sea, past fields of wheat and old stone mills.",
+           "In 1850 the town built a railway station, and the population doubled within twenty years."]
+
+
 class _Target:
     index, name, intro = 1, "Stephen King", "Stephen King is an American author."
 
 
 def _params(**hp):
     p = config.make_params({"warmup_steps": 0, "max_length": 64})
-    for m in ("ga", "ga_passage", "npo", "dpo", "rt", "ga_seq", "ta", "sga", "tau"):
+    for m in ("ga", "ga_passage", "npo", "dpo", "rt", "ga_seq", "ta", "sga", "tau", "simnpo", "rmu"):
         for v in ("full", "lora", "batch"):
             p["hparams"][m][v] = {"lr": hp.get("lr", 1e-3), "epochs": 2, "batch_size": 2}
     p["sga_stop"] = 0.0  # the tiny model's MA is ~0: never stop early here (stopping is tested in test_selective)
@@ -36,7 +40,8 @@ def _params(**hp):
 def _ctx(model, tok, params, variant="full", corpus=CORPUS, targets=None):
     """A Context holding every corpus kind for one (or several) targets."""
     targets = targets or [_Target()]
-    corpora = [{"positive": corpus, "passage": corpus, "negative": NEGATIVE, "reject": REJECT} for _ in targets]
+    corpora = [{"positive": corpus, "passage": corpus, "negative": NEGATIVE, "reject": REJECT, "wikitext": GENERIC}
+               for _ in targets]
     return Context(model, tok, targets, corpora, params, variant)
 
 
@@ -46,12 +51,15 @@ def _corpus_nll(model, tok):
         return float(sequence_nll(model, collate(ex, tok.pad_token_id, "cpu")).sum())
 
 
-@pytest.mark.parametrize("method", ["ga", "ga_passage", "npo", "ga_seq", "ta", "sga", "tau"])
+@pytest.mark.parametrize("method", ["ga", "ga_passage", "npo", "simnpo", "ga_seq", "ta", "sga", "tau"])
 @pytest.mark.parametrize("variant", ["full", "lora"])
 def test_trained_methods_raise_forget_nll(tiny, method, variant):
     model, tok = tiny
     before = _corpus_nll(model, tok)
     p = _params(lr=1e-2 if variant == "lora" else 1e-3)
+    # SimNPO's gradient weight is sigmoid(-(beta * mean NLL - gamma)): on a random model (mean NLL ~ ln 49152
+    # = 10.8) the paper's beta 2.5 gives ~1e-12, a flat loss; beta 0.1 leaves it ~0.25.
+    p["simnpo_beta"] = 0.1
     m = variants.add_lora(model) if variant == "lora" else model
     METHODS[method].run(_ctx(m, tok, p, variant))
     m.eval()
@@ -160,7 +168,6 @@ def test_rt_lowers_the_loss_of_refusals(tiny):
 
 def test_repe_steers_generation_and_detaches_exactly(tiny):
     from rwku_nb.generation import greedy_generate
-    from rwku_nb.methods import repe
 
     model, tok = tiny
     prompts = ["Who is Stephen King?", "Stephen King wrote"]
@@ -212,3 +219,67 @@ def test_batch_context_trains_on_the_union_of_corpora():
     assert ctx.corpus["positive"] == CORPUS + CORPUS and ctx.name == "2 targets"
     assert ctx.hparams("ga") == ctx.params["hparams"]["ga"]["batch"]
     assert _ctx(None, None, _params(), variant="layers-0-1").hparams("ga") == ctx.params["hparams"]["ga"]["full"]
+
+
+def test_simnpo_loss_hand_computed(monkeypatch):
+    import rwku_nb.methods.simnpo as simnpo
+
+    # Summed NLLs 6 and 2 over 3 and 2 scored tokens: mean NLLs 2 and 1. beta 2.5, gamma 0.5:
+    # -(2/2.5) * mean(log sigmoid(2.5*2 - 0.5), log sigmoid(2.5*1 - 0.5)) = -0.8 * (log s(4.5) + log s(2)) / 2
+    monkeypatch.setattr(simnpo, "sequence_nll", lambda model, batch: torch.tensor([6.0, 2.0]))
+    monkeypatch.setattr(simnpo, "token_count", lambda batch: torch.tensor([3, 2]))
+    s = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected = -0.8 * (math.log(s(4.5)) + math.log(s(2.0))) / 2
+    assert float(simnpo.simnpo_loss(None, {}, 2.5, 0.5)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_rmu_pieces_hand_computed():
+    from rwku_nb.methods import rmu
+
+    u = rmu.steering_vector(4, 6.5, seed=3)
+    assert float(u.norm()) == pytest.approx(6.5, rel=1e-6) and (u >= 0).all()  # c * a unit vector in [0, 1)^d
+    assert torch.equal(u, rmu.steering_vector(4, 6.5, seed=3))  # seeded
+    # MSE over real tokens only: row 0 has two real tokens off by 1 and 3 in one of two units -> (1 + 9) / 4.
+    h = torch.zeros(1, 3, 2)
+    target = torch.tensor([[[1.0, 0.0], [0.0, 3.0], [100.0, 100.0]]])
+    assert float(rmu.masked_mse(h, target, torch.tensor([[1, 1, 0]]))) == pytest.approx(2.5)
+
+
+def _layer_shift(model, tok, texts, layer, before):
+    from rwku_nb.methods import rmu
+
+    batch = collate(text_examples(tok, texts, 64), tok.pad_token_id, "cpu")
+    with torch.no_grad():
+        h = rmu.activations(model, batch, layer)
+    return float(rmu.masked_mse(h, before, batch["attention_mask"]))
+
+
+@pytest.mark.parametrize("variant", ["full", "lora"])
+def test_rmu_moves_the_layer_on_forget_text_more_than_on_retain_text(tiny, variant):
+    from rwku_nb.methods import rmu
+
+    model, tok = tiny
+    p = {**_params(), "rmu_alpha": 100.0}
+    p["hparams"]["rmu"][variant] = {"lr": 1e-2, "epochs": 8, "batch_size": 2}
+    layer = rmu.layer_of(model, p)
+    frozen = {}
+    for name, texts in (("forget", CORPUS), ("retain", GENERIC)):
+        batch = collate(text_examples(tok, texts, 64), tok.pad_token_id, "cpu")
+        with torch.no_grad():
+            frozen[name] = rmu.activations(model, batch, layer).clone()
+    snap = variants.snapshot_weights(model)
+    m = variants.add_lora(model) if variant == "lora" else model
+    ctx = _ctx(m, tok, p, variant)
+    METHODS["rmu"].run(ctx)
+    m.eval()
+    forget, retain = (_layer_shift(m, tok, t, layer, frozen[k]) for k, t in (("forget", CORPUS), ("retain", GENERIC)))
+    assert forget > 3 * retain and forget > 0
+    base = variants.remove_lora(m) if variant == "lora" else m
+    changed = {k for k, v in variants.snapshot_weights(base).items() if not torch.equal(v, snap[k])}
+    if variant == "full":  # only the MLP output projections of layers l-2..l (the official choice)
+        allowed = {f"model.layers.{i}.mlp.down_proj.weight" for i in range(max(0, layer - 2), layer + 1)}
+        assert changed and changed <= allowed, changed
+        assert all(q.requires_grad for q in base.parameters())  # the flags it found are given back
+    else:
+        assert not changed  # LoRA adapters only; the base weights are untouched
+    variants.restore_weights(base, snap)

@@ -59,7 +59,7 @@ class Context:
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered method: name, table label, whether it changes weights, the corpora it trains on
-    (positive, negative, reject, passage), and its entry point."""
+    (positive, negative, reject, passage, wikitext), and its entry point."""
 
     name: str
     label: str
@@ -83,4 +83,4 @@ def register(name: str, label: str, trains: bool, corpora: tuple[str, ...] = (),
     return wrap
 
 
-from . import before, dpo, ga, ga_passage, icu, npo, repe, rt, selective  # noqa: E402,F401  (registration side effects)
+from . import before, dpo, ga, ga_passage, icu, npo, repe, rmu, rt, selective, simnpo  # noqa: E402,F401  (registration side effects)
