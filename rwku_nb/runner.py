@@ -24,7 +24,7 @@ from .data import RWKU
 from .errors import RwkuError
 from .evaluate import evaluate_mia, evaluate_probes, summarize_probes
 from .memorization import knowledge_ranking as rank_targets
-from .memorization import memorization_rows
+from .memorization import memorization_rows, wikitext
 from .methods import METHODS, Context
 from .progress import tqdm
 from .jobs import SINGLE, Job, data_identity, make_job, model_identity
@@ -47,8 +47,8 @@ def jobs(methods: list[str], variants: list[str]) -> list[tuple[str, str]]:
 
 
 def training_corpus(model, tokenizer, target, kind: str, params: dict, label: str) -> list:
-    """One training corpus of a target (at most `corpus_size` samples): its Wikipedia passages, or
-    positive/negative/reject samples generated zero-shot by the model named `label` (call before
+    """One training corpus of a target (at most `corpus_size` samples): its Wikipedia passages, generic
+    WikiText (`wikitext`), or positive/negative/reject samples generated zero-shot by the model named `label` (call before
     unlearning) or read from the provided files."""
     if kind == "passage":
         texts = [r["text"] for r in target.passages]
@@ -56,6 +56,8 @@ def training_corpus(model, tokenizer, target, kind: str, params: dict, label: st
             raise RwkuError(f"Target {target.index} ({target.name}) has no passage.json: GA* (ga_passage) needs "
                             "its Wikipedia passages. Drop ga_passage from the methods or pick a target that has them.")
         return texts[: params["corpus_size"]]  # the official GA* uses them all; corpus_size caps CPU runs
+    if kind == "wikitext":  # generic text (RMU's retain text): the first corpus_size WikiText texts
+        return wikitext(params["corpus_size"])
     if params["corpus"] == "provided":
         return provided_corpus(target, kind, params["corpus_size"])
     return generate_corpus(model, tokenizer, target, label, kind, params["corpus_size"],
@@ -103,8 +105,9 @@ def run_sweep(params: dict | str, model_and_tokenizer=None, mia: bool = True) ->
     return results.load_rows(params["profile"], injection.model_label(params), planned)
 
 
-def _run_jobs(params: dict, model_and_tokenizer, mine: list[Job], desc: str) -> None:
-    """Run this process's unfinished jobs on one loaded model, then wait for the other processes' shares."""
+def _run_jobs(params: dict, model_and_tokenizer, mine: list[Job], desc: str, once=None) -> None:
+    """Run this process's unfinished jobs on one loaded model, then wait for the other processes' shares.
+    `once`: what one attempt of a job does (default `_run_job_once`; rwku_nb.robustness passes its own)."""
     label = injection.model_label(params)
     done = distributed.agree([results.is_finished(params["profile"], label, j) for j in mine])
     todo = [job for job, finished in zip(mine, done) if not finished]  # sharded: process 0's view, for all
@@ -117,7 +120,7 @@ def _run_jobs(params: dict, model_and_tokenizer, mine: list[Job], desc: str) -> 
             _shard(model, rank, size)
         original = variants.snapshot_weights(model)
         for job in tqdm(todo, desc=desc):
-            run_job(model, tokenizer, original, job, params, label)
+            run_job(model, tokenizer, original, job, params, label, once)
             if size > 1 and distributed.writes():  # which process did what (the sharding tests read these lines)
                 print(f"[process {rank}/{size}] {job.setting} {job.method} {job.variant} target(s) "
                       f"{','.join(str(t.index) for t in job.targets)}{' (sharded)' if distributed.sharded() else ''}",
@@ -242,7 +245,7 @@ def ranking_key(params: dict) -> dict:
             **data_identity(RWKU(params["data"]).select("all"))}
 
 
-def run_job(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
+def run_job(model, tokenizer, original, job: Job, params: dict, label: str, once=None) -> None:
     """Unlearn the job's targets (one, or several at once) with its method from the original weights,
     evaluate each target, store one result per target; with `curve`, also the per-epoch / per-alpha points.
 
@@ -253,7 +256,7 @@ def run_job(model, tokenizer, original, job: Job, params: dict, label: str) -> N
     """
     while True:
         try:
-            return _run_job_once(model, tokenizer, original, job, params, label)
+            return (once or _run_job_once)(model, tokenizer, original, job, params, label)
         except Diverged as e:
             for t in job.targets:
                 _save(params, label, job, job.setting, t, [{"metric": "diverged", "value": 1.0, "n": e.step}],

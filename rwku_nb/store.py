@@ -5,7 +5,7 @@
 
 A file is asked for when a notebook run of the profile reads it: the identity hash in its name is one
 of the profile's jobs (single-target sweep with its curve points, Before of the released model, partial
-layers, batch-target) or of its derived tables (memorization, ranking, notebook 07).
+layers, batch-target, robustness with its attack points) or of its derived tables (memorization, ranking, notebook 07).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from . import injection, results, runner, seed0
+from . import injection, results, robustness, runner, seed0
 from .config import load_profile, parse_overrides
 from .errors import RwkuError
 from .paths import results_dir, shown
@@ -25,7 +25,7 @@ def asked_for(params: dict) -> set[Path]:
     their job's file name in another setting folder; `is_asked` matches them by name)."""
     profile, label = params["profile"], injection.model_label(params)
     planned = [(label, runner.sweep_jobs(params)), (label, runner.sweep_jobs(runner.layer_params(params), mia=False)),
-               (label, runner.batch_jobs(params))]
+               (label, runner.batch_jobs(params)), (label, robustness.robust_jobs(params))]
     if params["inject"]:  # notebook 01's Before rows of the model as released
         planned.append((params["model"], runner.sweep_jobs({**params, "methods": ["before"], "inject": None})))
     paths = {results.result_path(profile, model, job, t.index) for model, jobs in planned for job in jobs
@@ -43,7 +43,8 @@ def asked_for(params: dict) -> set[Path]:
 def is_asked(path: Path, asked: set[Path]) -> bool:
     if path in asked:
         return True
-    # a curve point: <model>/<epoch-K|alpha-A>/<method-variant>/<name> of a final result <model>/single/...
+    # a curve or attack point: <model>/<epoch-K|alpha-A|relearn-..|quant-B>/<method-variant>/<name> of a final
+    # result <model>/single|robust/...
     return path.parent.parent.name != "analysis" and any(
         a.name == path.name and a.parent.name == path.parent.name and a.parents[2] == path.parents[2] for a in asked)
 

@@ -42,6 +42,13 @@ PAPER_TABLE1_LLAMA3 = {
 }
 
 
+# Reported on RWKU with LLaMA3-8B-Instruct outside the paper (variant not stated): RMU, forget All 24.1 and
+# neighbor All 73.8 (HongbangYuan/RobustUnlearning, README). Shown beside the paper's rows where RMU runs.
+REPORTED_LLAMA3 = {"RMU (RobustUnlearning)": {("Forget", "All"): 24.1, ("Neighbor", "All"): 73.8}}
+# Rows after the paper's: the newer baselines, then the seed-0 paper's methods.
+EXTRA_ORDER = ["SimNPO Full", "SimNPO LoRA", "RMU Full", "RMU LoRA"]
+
+
 def method_label(method: str, variant: str) -> str:
     """Row label as the paper writes it: 'Before', 'ICU', 'GA Full', 'NPO LoRA'."""
     label = METHODS[method].label if method in METHODS else method
@@ -50,7 +57,7 @@ def method_label(method: str, variant: str) -> str:
 
 def _row_order(labels) -> list[str]:
     # The paper's row order; unknown labels after it, alphabetically.
-    paper = list(PAPER_TABLE1_LLAMA3)
+    paper = list(PAPER_TABLE1_LLAMA3) + EXTRA_ORDER
     return sorted(labels, key=lambda x: (paper.index(x) if x in paper else len(paper), x))
 
 
@@ -232,7 +239,13 @@ def beside_paper(table: pd.DataFrame, label: str) -> pd.DataFrame:
     """This run's Table 1 stacked above the paper's LLaMA3-8B rows for the same methods."""
     paper = paper_table1()
     paper = paper.loc[[m for m in table.index if m in paper.index]]
-    return pd.concat({label: table, "Paper, LLaMA3-8B-Instruct": paper}, names=["Source", "Method"])
+    parts = {label: table, "Paper, LLaMA3-8B-Instruct": paper}
+    reported = {name: row for name, row in REPORTED_LLAMA3.items()
+                if any(m.startswith(name.split()[0] + " ") for m in table.index)}
+    if reported:
+        parts["Reported elsewhere, LLaMA3-8B-Instruct"] = \
+            pd.DataFrame.from_dict(reported, orient="index").reindex(columns=table.columns)
+    return pd.concat(parts, names=["Source", "Method"])
 
 
 # --- per-probe views: attacks (paper Fig. 4), case study, scorer sensitivity -------------------------

@@ -1,6 +1,6 @@
 """Every GPU and Colab profile runs its whole sweep structure on CPU, so that a GPU user's first run cannot
 die on a key, a layer index, a LoRA module name or a dtype path: every method, variant, batch size, layer
-window and selective run of the profile, for one target and a step or two each, on a tiny random model of
+window, robustness attack and selective run of the profile, for one target and a step or two each, on a tiny random model of
 the profile's architecture with its number of decoder layers and its dtype (bf16 where it says so).
 
 What is shrunk is sizes only: the rows read per file, texts per corpus, tokens generated, EL prefix positions
@@ -16,7 +16,7 @@ import shutil
 import pytest
 import torch
 
-from rwku_nb import runner, seed0
+from rwku_nb import robustness, runner, seed0
 from rwku_nb.config import PARAMS_DIR, load_profile
 from conftest import sample_dir
 
@@ -103,6 +103,7 @@ def test_gpu_profile_sweep_structure_runs_on_a_tiny_model_of_its_architecture(pr
         "curve": False, "batch_targets": "1-2", "batch_sizes": [1, 2],
         "selective_size": 2, "selective_length": 24, "selective_epochs": 1, "selective_batch_size": 2,
         "el_n": min(p["el_n"], 8), "el_stride": 8, "ppl_size": 2, "ppl_max_length": 32,
+        "relearn_steps": [1], "relearn_size": 2, "robust_utility": "mmlu",
     }
     if p["selective_data"] == "extraction":
         overrides["selective_file"] = "lm_extraction_4_0.csv"
@@ -120,6 +121,9 @@ def test_gpu_profile_sweep_structure_runs_on_a_tiny_model_of_its_architecture(pr
         windows = runner.run_layers(p)
         assert set(windows["variant"]) == {f"layers-{a}-{b}" for a, b in p["layer_windows"]}
         assert max(b for _, b in p["layer_windows"]) <= layers
+        robust = robustness.run_robustness(p)
+        assert set(robust["method"]) == set(p["robust_methods"]) and set(robust["variant"]) == set(p["robust_variants"])
+        assert {s for s in robust["setting"] if s.startswith("quant-")} == {f"quant-{b}" for b in p["quant_bits"]}
     runs = seed0.run_selective(p)
     assert {(m, v) for m, v in zip(runs["method"], runs["variant"])} == \
         {(m, v) for m in p["selective_methods"] for v in p["selective_variants"]}
