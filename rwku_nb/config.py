@@ -120,9 +120,11 @@ def make_params(values: dict, source: str = "parameters") -> dict:
         for m in params[key]:
             if m not in METHODS:
                 raise RwkuError(f"{source}: unknown method {m!r} in {key!r}; known methods: {sorted(METHODS)}.")
-            if key != "methods" and not METHODS[m].trains:
+            # robustness may attack the untouched model (`before`: how much relearning adds to it; the
+            # evaluate command's checkpoint)
+            if key != "methods" and not METHODS[m].trains and not (key == "robust_methods" and m == "before"):
                 raise RwkuError(f"{source}: {key!r} lists {m!r}, which trains nothing; use trained methods "
-                                f"({_trained()}).")
+                                f"({_trained()}){' or before' if key == 'robust_methods' else ''}.")
     for window in params["layer_windows"]:
         if not (isinstance(window, list) and len(window) == 2 and all(_is_int(x) for x in window)
                 and 0 <= window[0] < window[1]):

@@ -119,7 +119,8 @@ DEFAULTS = {
     # Is the knowledge really gone? (rwku_nb.robustness; notebook 08) Each of `robust_methods` x `robust_variants`
     # unlearns every target as in Table 1, then is attacked: relearning (fine-tuning the unlearned model for
     # each of `relearn_steps` full-batch steps on `relearn_size` texts of each source: `forget`, the start of the
-    # target's forget corpus, and `wikitext`, generic text unrelated to the target; constant lr, AdamW) and
+    # target's forget corpus, `passage`, of its Wikipedia passages, and `wikitext`, generic text unrelated to the
+    # target; constant lr, AdamW) and
     # weight quantization (round-to-nearest, per-group; `quant_bits`). Probes and one utility set after each.
     "robust_methods": ["ga", "npo", "simnpo", "rmu"],
     "robust_variants": ["full"],
@@ -166,7 +167,7 @@ _CHOICES = {
     "batch_variant": ("full", "lora"),
     "selective_data": ("extraction", "rwku"),
     "robust_variants": ("full", "lora"),
-    "relearn_sources": ("forget", "wikitext"),
+    "relearn_sources": ("forget", "passage", "wikitext"),
     "robust_utility": ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency"),
 }
 _UNSEEN = {"extraction": ("wikitext", "lambada"), "rwku": ("heldout", "counterfactual")}

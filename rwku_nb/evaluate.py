@@ -174,36 +174,51 @@ def checkpoints(model: str) -> dict[int, str] | None:
     return found or None
 
 
-def score(model: str, targets=None, profile: str = "gpu-llama3-8b", overrides: dict | None = None):
+def score(model: str, targets=None, profile: str = "gpu-llama3-8b", overrides: dict | None = None,
+          attacks: bool = False):
     """The Before-style evaluation of `model` (a hub id, a model directory, or a directory of per-target
     checkpoints) on RWKU under `profile`'s evaluation settings: (Table 1 row beside the paper's rows, the
-    tidy rows). Results and per-probe predictions go to the `evaluate` results store."""
+    tidy rows, the robustness table or None). Results and per-probe predictions go to the `evaluate` results
+    store. With `attacks`, the model is also relearned and quantized as rwku_nb.robustness does (the profile's
+    relearning and quantization settings; relearning on the targets' Wikipedia passages and on WikiText, since
+    a model unlearned elsewhere comes without the forget corpus its original model wrote)."""
     import pandas as pd
 
-    from . import runner, tables
+    from . import robustness, runner, tables
     from .config import load_profile
     from .data import RWKU
 
-    base = {**(overrides or {}), "methods": ["before"], "inject": None, "profile": EVALUATE_PROFILE}
+    overrides = dict(overrides or {})
+    if attacks:
+        overrides.setdefault("relearn_sources", ["passage", "wikitext"])
+        if "forget" in overrides["relearn_sources"]:
+            raise RwkuError("relearn source 'forget' is the forget corpus the original model wrote about the target "
+                            "before unlearning; a model unlearned elsewhere comes without it. Use relearn_sources: "
+                            "[passage, wikitext].")
+    base = {**overrides, "methods": ["before"], "inject": None, "profile": EVALUATE_PROFILE,
+            "robust_methods": ["before"]}
     if targets is not None:
         base["targets"] = targets
     params = load_profile(profile, {**base, "model": model})
     per_target = checkpoints(model)
     if per_target is None:
-        rows = runner.run_sweep(params)
+        runs = [params]
     else:
         wanted = RWKU(params["data"]).select(params["targets"])
         missing = [f"{t.index}_{t.name.replace(' ', '_')}" for t in wanted if t.index not in per_target]
         if missing:
             raise RwkuError(f"{model}: no checkpoint for target(s) {', '.join(missing)}; expected one model "
                             "directory per target named <N>_<Name>/ (config.json + weights), or pass --targets.")
-        rows = pd.concat([runner.run_sweep(load_profile(profile, {**base, "model": per_target[t.index],
-                                                                  "targets": str(t.index)}))
-                          for t in wanted], ignore_index=True)
+        runs = [load_profile(profile, {**base, "model": per_target[t.index], "targets": str(t.index)}) for t in wanted]
+    rows = pd.concat([runner.run_sweep(p) for p in runs], ignore_index=True)
     table = tables.table1(rows).rename(index={"Before": model})
     beside = pd.concat({"this model": table, "Paper, LLaMA3-8B-Instruct (Table 1)": tables.paper_table1()},
                        names=["Source", "Method"])
-    return beside, rows
+    robust = None
+    if attacks:
+        attacked = pd.concat([robustness.run_robustness(p) for p in runs], ignore_index=True)
+        robust = robustness.robustness_table(attacked).rename(index={"Before": model})
+    return beside, rows, robust
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,19 +243,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda or cpu")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16, float32")
     parser.add_argument("-y", "--overrides", default="{}", help="YAML mapping of profile keys, e.g. \"{utility_size: 50}\"")
+    parser.add_argument("--attacks", action="store_true",
+                        help="also relearn (on the targets' Wikipedia passages and on WikiText) and quantize the model "
+                             "and score it after each attack (the profile's relearn_* and quant_* settings)")
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.overrides)
         targets = yaml.safe_load(args.targets) if args.targets else None
-        table, rows = score(args.model, targets, args.profile,
-                            {"device": args.device, "dtype": args.dtype, **overrides})
+        table, rows, robust = score(args.model, targets, args.profile,
+                                    {"device": args.device, "dtype": args.dtype, **overrides}, args.attacks)
         caption = (f"{args.model} on RWKU targets {sorted(rows['target_index'].unique().tolist())}, "
                    f"evaluation settings of profile {args.profile}")
-        written = tables.write_table(table, f"evaluate_{results.slug(args.model)}", caption)
+        name = f"evaluate_{results.slug(args.model)}"
+        written = tables.write_table(table, name, caption)
+        if robust is not None:
+            written += tables.write_table(robust, f"{name}_robustness", f"{caption}: forget All after relearning "
+                                          "and quantization attacks (rwku_nb.robustness)")
     except RwkuError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(caption, tables.to_markdown(table), "written: " + ", ".join(written), sep="\n")
+    print(caption, tables.to_markdown(table), *([tables.to_markdown(robust)] if robust is not None else []),
+          "written: " + ", ".join(written), sep="\n")
     return 0
 
 

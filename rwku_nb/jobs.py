@@ -118,6 +118,12 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
             from .memorization import wikitext
 
             out["robustness"]["wikitext"] = digest(wikitext(params["relearn_size"]))
+        if "forget" in params["relearn_sources"] and "positive" not in spec.corpora:
+            # the attacker's forget slice is a positive corpus written for the attack (rwku_nb.robustness)
+            out["robustness"]["forget_corpus"] = {"size": params["corpus_size"], "source": params["corpus"]}
+            if params["corpus"] == "generated":
+                out["robustness"]["forget_corpus"].update(max_new_tokens=params["corpus_max_new_tokens"],
+                                                          batch_size=params["corpus_batch_size"])
     curve = params["curve"] and experiment == SINGLE and not layer_window(variant)
     if curve and (spec.trains or method == "repe"):
         out["curve"] = {"epochs": True} if spec.trains else {"repe_alphas": list(params["repe_alphas"])}

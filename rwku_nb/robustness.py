@@ -8,8 +8,9 @@ utility set (`robust_utility`) of the unlearned model and of each attacked copy 
   2025): fine-tune every weight of the unlearned model on `relearn_size` texts of each source in
   `relearn_sources` for each of `relearn_steps` optimizer steps (one full-batch step per epoch of rwku_nb's
   training loop, constant lr `relearn_lr`, AdamW): `forget`, the start of the target's own forget corpus
-  (the attacker holds a little of what was removed), and `wikitext`, generic text unrelated to the target
-  (does benign fine-tuning alone bring it back?).
+  (the attacker holds a little of what was removed), `passage`, the start of the target's Wikipedia
+  passages (what an attacker of a model unlearned elsewhere can hold; `python -m rwku_nb.evaluate --attacks`),
+  and `wikitext`, generic text unrelated to the target (does benign fine-tuning alone bring it back?).
 - **Quantization** (Zhang et al., ICLR 2025, "Catastrophic failure of LLM unlearning via quantization"):
   round-to-nearest weight quantization of the decoder layers to each of `quant_bits` (rwku_nb.quantize;
   per-group scales, `quant_group_size`), evaluated in the dequantized weights.
@@ -24,6 +25,7 @@ import pandas as pd
 
 from . import injection, results, variants
 from .data import RWKU
+from .errors import RwkuError
 from .jobs import ROBUST, Job, make_job
 from .memorization import wikitext
 from .methods import METHODS, Context
@@ -53,9 +55,17 @@ def run_robustness(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame
     return results.load_rows(params["profile"], injection.model_label(params), planned)
 
 
-def relearn_texts(source: str, corpus: dict, n: int) -> list[str]:
-    """The attacker's texts: the first `n` of the target's forget corpus, or of generic WikiText."""
-    return corpus["positive"][:n] if source == "forget" else wikitext(n)
+def relearn_texts(source: str, target, forget, n: int) -> list[str]:
+    """The attacker's texts: the first `n` of the target's forget corpus (`forget()` gives it), of its Wikipedia
+    passages, or of generic WikiText."""
+    if source == "forget":
+        return forget()[:n]
+    if source == "passage":
+        if not target.passages:
+            raise RwkuError(f"Target {target.index} ({target.name}) has no passage.json: relearn source 'passage' "
+                            "needs its Wikipedia passages. Drop it from relearn_sources or pick a target that has them.")
+        return [r["text"] for r in target.passages][:n]
+    return wikitext(n)
 
 
 def run_robust_job(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
@@ -67,10 +77,13 @@ def run_robust_job(model, tokenizer, original, job: Job, params: dict, label: st
     variants.restore_weights(model, original)
     seed_everything(params["seed"])
     corpora = [{kind: training_corpus(model, tokenizer, target, kind, params, label) for kind in spec.corpora}]
-    # the attacker's forget slice: the method's own corpus if it has one, else a positive corpus
-    forget = corpora[0] if "positive" in corpora[0] else {"positive": training_corpus(
-        model, tokenizer, target, "positive", params, label)}
+    # the attacker's forget slice: the method's own positive corpus, else one written before unlearning
+    own = "positive" in corpora[0] or "forget" not in params["relearn_sources"]
+    written = [] if own else training_corpus(model, tokenizer, target, "positive", params, label)
     seed_everything(params["seed"])
+
+    def forget() -> list[str]:
+        return corpora[0]["positive"] if "positive" in corpora[0] else written
 
     def evaluate(m) -> tuple:
         return evaluate_target(m, tokenizer, target, p, mia=False, utility=True)
@@ -99,7 +112,7 @@ def run_robust_job(model, tokenizer, original, job: Job, params: dict, label: st
                                                    "group_size": params["quant_group_size"]})
             variants.restore_weights(m, unlearned)
         for source in params["relearn_sources"]:
-            _relearn(m, tokenizer, source, relearn_texts(source, forget, params["relearn_size"]), params,
+            _relearn(m, tokenizer, source, relearn_texts(source, target, forget, params["relearn_size"]), params,
                      lambda k, s=source: store(f"{RELEARN}-{s}-{k}", evaluate(m),
                                                {"attack": RELEARN, "source": s, "steps": k}))
             variants.restore_weights(m, unlearned)
@@ -138,7 +151,8 @@ def attack_of(setting: str) -> tuple[str, str, int]:
     return (kind, rest[0], int(rest[1])) if kind == RELEARN else (kind, "", int(rest[0]))
 
 
-SOURCE_LABELS = {"forget": "Relearn on forget text", "wikitext": "Relearn on WikiText"}
+SOURCE_LABELS = {"forget": "Relearn on forget text", "passage": "Relearn on Wikipedia passages",
+                 "wikitext": "Relearn on WikiText"}
 UTILITY_LABELS = {"mmlu": "Gen", "bbh": "Rea", "truthfulqa": "Tru", "triviaqa": "Fac", "fluency": "Flu"}
 
 

@@ -73,3 +73,23 @@ def test_bad_attack_settings_are_named():
                        ({"relearn_sources": ["web"]}, "relearn_sources"), ({"robust_methods": ["icu"]}, "trains nothing")):
         with pytest.raises(Exception, match=match):
             config.make_params({**BASE, **bad})
+
+
+def test_relearning_sources_and_what_shapes_them(rwku, monkeypatch):
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    from rwku_nb.data import RWKU
+
+    [target] = RWKU(str(rwku.root)).select("1")
+    forget = ["a", "b", "c"]
+    assert robustness.relearn_texts("forget", target, lambda: forget, 2) == ["a", "b"]
+    assert robustness.relearn_texts("passage", target, None, 2) == [r["text"] for r in target.passages][:2]
+    assert len(robustness.relearn_texts("wikitext", target, None, 2)) == 2
+    # a method without a positive corpus relearns on one written for the attack: its settings join the identity
+    rt = {**BASE, "data": str(rwku.root), "robust_methods": ["rt", "before"],
+          "hparams": {"rt": {"full": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}}
+    jobs = {j.method: j for j in robustness.robust_jobs(config.make_params(rt))}
+    assert jobs["rt"].identity["robustness"]["forget_corpus"]["size"] == 2
+    assert jobs["before"].identity["robustness"]["forget_corpus"] == jobs["rt"].identity["robustness"]["forget_corpus"]
+    no_forget = {j.method: j for j in robustness.robust_jobs(config.make_params({**rt, "relearn_sources": ["passage"]}))}
+    assert "forget_corpus" not in no_forget["rt"].identity["robustness"]
+    assert "forget_corpus" not in robustness.robust_jobs(config.make_params(BASE))[0].identity["robustness"]
