@@ -78,6 +78,40 @@ def table1(rows: pd.DataFrame, preds: pd.DataFrame | None = None, scorer: str = 
     return out
 
 
+# The MIA table: the means the official eval_mia.py prints (LOSS as NLL x 100, Zlib, Min-K%++ at k = 20%) on
+# the forget (FM) and retain (RM) member sets, and the FM-vs-RM ROC AUC of each attack at k = 20%
+# (../shared/PROTOCOL.md). Zlib is shown x 1000 and AUC in percent, so that one decimal keeps their digits.
+MIA_COLUMNS = {
+    ("FM", "LOSS"): ("mia_fm_loss", 1), ("FM", "Zlib x1000"): ("mia_fm_zlib", 1000),
+    ("FM", "Min-K%++ 20%"): ("mia_fm_minkpp20", 1),
+    ("RM", "LOSS"): ("mia_rm_loss", 1), ("RM", "Zlib x1000"): ("mia_rm_zlib", 1000),
+    ("RM", "Min-K%++ 20%"): ("mia_rm_minkpp20", 1),
+    ("AUC % (FM vs RM)", "LOSS"): ("mia_auc_loss", 100), ("AUC % (FM vs RM)", "Zlib"): ("mia_auc_zlib", 100),
+    ("AUC % (FM vs RM)", "Min-K% 20%"): ("mia_auc_mink_0.2", 100),
+    ("AUC % (FM vs RM)", "Min-K%++ 20%"): ("mia_auc_mink++_0.2", 100),
+}
+
+
+def mia_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every MIA of every Table 1 row: per method, the mean over targets of each MIA_COLUMNS metric (scaled as
+    noted there). An AUC of 50 means forget and retain members look alike to the attack; unlearning that
+    works pushes it below 50 (the forget members look less seen than the retain members)."""
+    df = _table1_rows(rows)
+    columns = pd.MultiIndex.from_tuples(MIA_COLUMNS)
+    if not df.empty:
+        df = df[df["metric"].isin([m for m, _ in MIA_COLUMNS.values()])]
+    if df.empty:
+        return pd.DataFrame(index=pd.Index([], name="Method"), columns=columns, dtype=float)
+    labels = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
+    wide = df.assign(_label=labels).pivot_table(index="_label", columns="metric", values="value", aggfunc="mean")
+    out = pd.DataFrame(index=_row_order(wide.index), columns=columns, dtype=float)
+    for col, (metric, scale) in MIA_COLUMNS.items():
+        if metric in wide:
+            out[col] = wide[metric] * scale
+    out.index.name = "Method"
+    return out
+
+
 FULL_COLUMN = ("Forget", "Full #")
 
 

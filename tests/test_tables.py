@@ -161,3 +161,21 @@ def test_written_tables_get_the_mode_open_would_give(tmp_path):
     assert oct((tmp_path / "t.md").stat().st_mode & 0o777) == "0o644"
     assert oct((tmp_path / "u.md").stat().st_mode & 0o777) == "0o600"
     assert (tmp_path / "t.md").read_text() == "x" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_mia_table_shows_every_attack_scaled_as_labelled():
+    rows = []
+    for target, (zlib, auc) in {1: (-0.0100, 0.30), 2: (-0.0120, 0.50)}.items():
+        for metric, value in (("mia_fm_loss", 250.0 + target), ("mia_fm_zlib", zlib), ("mia_rm_minkpp20", -2.5),
+                              ("mia_auc_mink_0.2", auc), ("mia_auc_mink_0.3", 0.9), ("forget_all", 40.0)):
+            rows.append({"model": "m", "setting": "single", "method": "ga", "variant": "full", "target_index": target,
+                         "target": str(target), "metric": metric, "value": value, "n": 3})
+    rows.append({**rows[0], "setting": "epoch-1", "value": 999.0})  # a curve point is not a Table 1 row
+    t = tables.mia_table(pd.DataFrame(rows))
+    assert list(t.index) == ["GA Full"]
+    assert t.loc["GA Full", ("FM", "LOSS")] == 251.5  # (251 + 252) / 2
+    assert t.loc["GA Full", ("FM", "Zlib x1000")] == pytest.approx(-11.0)  # mean -0.011, x1000
+    assert t.loc["GA Full", ("RM", "Min-K%++ 20%")] == -2.5
+    assert t.loc["GA Full", ("AUC % (FM vs RM)", "Min-K% 20%")] == pytest.approx(40.0)  # k = 20% only, in percent
+    assert math.isnan(t.loc["GA Full", ("RM", "LOSS")])  # not measured -> NaN
+    assert tables.mia_table(pd.DataFrame()).empty
