@@ -212,8 +212,9 @@ def score(model: str, targets=None, profile: str = "gpu-llama3-8b", overrides: d
         runs = [load_profile(profile, {**base, "model": per_target[t.index], "targets": str(t.index)}) for t in wanted]
     rows = pd.concat([runner.run_sweep(p) for p in runs], ignore_index=True)
     table = tables.table1(rows).rename(index={"Before": model})
-    beside = pd.concat({"this model": table, "Paper, LLaMA3-8B-Instruct (Table 1)": tables.paper_table1()},
-                       names=["Source", "Method"])
+    # the paper's rows of the profile's own model where it has them (Table 2 for gpu-phi3-mini), else Table 1
+    paper_label, paper_rows = tables.paper_model(load_profile(profile)["model"]) or tables.PAPER_MODELS[0][1:]
+    beside = pd.concat({"this model": table, paper_label: tables.paper_table1(paper_rows)}, names=["Source", "Method"])
     robust = None
     if attacks:
         attacked = pd.concat([robustness.run_robustness(p) for p in runs], ignore_index=True)

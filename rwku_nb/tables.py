@@ -42,6 +42,32 @@ PAPER_TABLE1_LLAMA3 = {
 }
 
 
+# Paper Table 2, Phi-3-mini-4k-instruct (the paper has no RepE, NPO LoRA or RT LoRA rows), and Table 6's
+# Before rows of two more models (../shared/PROTOCOL.md); columns as Table 1. Table 6 prints LLaMA3's Before
+# Tru as 37.5 where Table 1 has 36.8; the Table 1 value is used for LLaMA3.
+PAPER_TABLE2_PHI3 = {
+    "Before": [47.1, 47.4, 55.8, 51.8, 56.2, 61.4, 58.3, 205.6, 207.5, 64.4, 39.5, 46.4, 15.1, 705.8],
+    "ICU": [45.2, 34.6, 32.2, 36.0, 52.9, 56.1, 54.0, 237.0, 252.7, 63.9, 41.3, 46.2, 13.5, 712.7],
+    "GA* Full": [37.1, 37.9, 46.4, 42.2, 51.8, 59.2, 54.6, 642.0, 376.9, 64.4, 38.5, 45.9, 15.1, 703.0],
+    "GA* LoRA": [46.2, 47.5, 55.8, 51.6, 55.1, 61.2, 57.4, 231.8, 226.3, 64.4, 39.3, 46.0, 15.1, 702.1],
+    "GA Full": [17.8, 14.3, 26.3, 21.6, 49.7, 51.7, 50.2, 294.8, 223.5, 64.3, 38.7, 46.6, 15.4, 697.0],
+    "GA LoRA": [40.5, 37.8, 49.5, 44.8, 55.2, 60.1, 56.7, 207.0, 207.3, 64.2, 39.7, 46.4, 15.0, 698.9],
+    "DPO Full": [25.0, 19.1, 29.9, 26.6, 41.4, 39.6, 40.1, 212.8, 201.1, 63.0, 41.6, 45.1, 15.1, 704.3],
+    "DPO LoRA": [44.1, 45.6, 54.9, 50.3, 56.2, 60.5, 57.7, 213.6, 213.5, 64.3, 40.2, 46.5, 15.3, 700.8],
+    "NPO Full": [22.5, 16.9, 27.3, 23.8, 50.5, 53.6, 51.3, 216.6, 207.2, 64.2, 39.8, 46.3, 15.3, 691.5],
+    "RT Full": [47.6, 46.6, 55.4, 51.7, 57.2, 61.5, 58.8, 203.2, 205.5, 64.1, 40.7, 47.5, 15.4, 693.7],
+}
+PAPER_TABLE6_MISTRAL = {"Before": [64.0, 52.1, 57.8, 58.2, 74.0, 61.9, 68.4, 190.8, 195.3, 57.1, 31.7, 54.4, 20.0, 698.9]}
+PAPER_TABLE6_LLAMA2 = {"Before": [51.8, 46.9, 57.5, 53.8, 63.7, 64.6, 64.1, 202.7, 207.2, 42.8, 26.9, 30.4, 41.5, 704.2]}
+# The paper's rows per model it evaluated: (hub id, label, rows).
+PAPER_MODELS = (
+    ("meta-llama/Meta-Llama-3-8B-Instruct", "Paper, LLaMA3-8B-Instruct", PAPER_TABLE1_LLAMA3),
+    ("microsoft/Phi-3-mini-4k-instruct", "Paper, Phi-3-mini-4k-instruct (Table 2)", PAPER_TABLE2_PHI3),
+    ("mistralai/Mistral-7B-Instruct-v0.2", "Paper, Mistral-7B-Instruct-v0.2 (Table 6)", PAPER_TABLE6_MISTRAL),
+    ("meta-llama/Llama-2-7b-chat-hf", "Paper, LLaMA2-7B-Chat (Table 6)", PAPER_TABLE6_LLAMA2),
+)
+
+
 # Reported on RWKU with LLaMA3-8B-Instruct outside the paper (variant not stated): RMU, forget All 24.1 and
 # neighbor All 73.8 (HongbangYuan/RobustUnlearning, README). Shown beside the paper's rows where RMU runs.
 REPORTED_LLAMA3 = {"RMU (RobustUnlearning)": {("Forget", "All"): 24.1, ("Neighbor", "All"): 73.8}}
@@ -90,6 +116,38 @@ MIA_COLUMNS = {
     ("AUC % (FM vs RM)", "Min-K% 20%"): ("mia_auc_mink_0.2", 100),
     ("AUC % (FM vs RM)", "Min-K%++ 20%"): ("mia_auc_mink++_0.2", 100),
 }
+
+
+# Paper Table 3 (all 200 targets; ../shared/PROTOCOL.md): items and average length per set. The paper does not
+# say in what unit lengths are counted; `dataset_statistics` counts whitespace words.
+PAPER_TABLE3 = {"Forget FB": (3268, 12.7), "Forget QA": (2879, 11.1), "Forget AA": (6984, 19.5),
+                "Neighbor FB": (5846, 14.6), "Neighbor QA": (5533, 10.5), "MIA FM": (6198, 139.9),
+                "MIA RM": (7487, 131.9)}
+
+
+def dataset_statistics(targets) -> pd.DataFrame:
+    """Paper Table 3 computed from the data present: per set, the targets that have it, its items and their
+    average length in whitespace words (probes: the query; MIA sets: the text), beside the paper's counts
+    for all 200 targets."""
+    sets = {"Forget FB": lambda t: t.forget(1), "Forget QA": lambda t: t.forget(2), "Forget AA": lambda t: t.forget(3),
+            "Neighbor FB": lambda t: t.neighbor(1), "Neighbor QA": lambda t: t.neighbor(2),
+            "MIA FM": lambda t: t.mia_forget, "MIA RM": lambda t: t.mia_retain}
+    stems = {"Forget FB": "forget_level1", "Forget QA": "forget_level2", "Forget AA": "forget_level3",
+             "Neighbor FB": "neighbor_level1", "Neighbor QA": "neighbor_level2", "MIA FM": "forget_mia",
+             "MIA RM": "retain_mia"}
+    out = {}
+    for name, rows_of in sets.items():
+        having = [t for t in targets if t.has(stems[name])]
+        lengths = [len(r["text" if name.startswith("MIA") else "query"].split()) for t in having for r in rows_of(t)]
+        items, length = PAPER_TABLE3[name]
+        out[name] = {("Here", "Targets"): len(having), ("Here", "Items"): len(lengths),
+                     ("Here", "Avg. length"): sum(lengths) / len(lengths) if lengths else float("nan"),
+                     ("Paper, 200 targets", "Items"): items, ("Paper, 200 targets", "Avg. length"): length}
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    table.index.name = "Set"
+    counts = [c for c in table.columns if c[1] in ("Targets", "Items")]
+    return table.astype({c: object for c in counts})  # counts print as whole numbers in every format
 
 
 def mia_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -217,12 +275,21 @@ def _wide(df: pd.DataFrame, labels, index) -> pd.DataFrame:
     return out
 
 
-def paper_table1() -> pd.DataFrame:
-    """The paper's LLaMA3-8B-Instruct Table 1 in the same layout as `table1`."""
-    df = pd.DataFrame.from_dict(PAPER_TABLE1_LLAMA3, orient="index",
+def paper_table1(rows: dict | None = None) -> pd.DataFrame:
+    """The paper's LLaMA3-8B-Instruct Table 1 (or other `rows` of the paper) in the same layout as `table1`."""
+    df = pd.DataFrame.from_dict(PAPER_TABLE1_LLAMA3 if rows is None else rows, orient="index",
                                 columns=pd.MultiIndex.from_tuples(TABLE1_COLUMNS))
     df.index.name = "Method"
     return df
+
+
+def paper_model(model: str | None) -> tuple[str, dict] | None:
+    """(label, rows) of the paper's numbers for `model` (a hub id, case-insensitive), or None when the paper
+    did not evaluate it."""
+    for hub_id, label, rows in PAPER_MODELS:
+        if model is not None and str(model).lower() == hub_id.lower():
+            return label, rows
+    return None
 
 
 def n_targets(rows: pd.DataFrame) -> pd.Series:
@@ -269,17 +336,25 @@ def knowledge_table(before: pd.DataFrame, model: str) -> pd.DataFrame:
     return out
 
 
-def beside_paper(table: pd.DataFrame, label: str) -> pd.DataFrame:
-    """This run's Table 1 stacked above the paper's LLaMA3-8B rows for the same methods."""
-    paper = paper_table1()
+def beside_paper(table: pd.DataFrame, label: str, model: str | None = None) -> pd.DataFrame:
+    """This run's Table 1 stacked above the paper's rows for the same methods: those of `model` where the paper
+    evaluated it (Table 1 LLaMA3, Table 2 Phi-3, Table 6 Before rows), else the LLaMA3-8B Table 1."""
+    paper_label, rows = paper_model(model) or PAPER_MODELS[0][1:]
+    paper = paper_table1(rows)
     paper = paper.loc[[m for m in table.index if m in paper.index]]
-    parts = {label: table, "Paper, LLaMA3-8B-Instruct": paper}
+    parts = {label: table, paper_label: paper}
     reported = {name: row for name, row in REPORTED_LLAMA3.items()
-                if any(m.startswith(name.split()[0] + " ") for m in table.index)}
+                if rows is PAPER_TABLE1_LLAMA3 and any(m.startswith(name.split()[0] + " ") for m in table.index)}
     if reported:
         parts["Reported elsewhere, LLaMA3-8B-Instruct"] = \
             pd.DataFrame.from_dict(reported, orient="index").reindex(columns=table.columns)
     return pd.concat(parts, names=["Source", "Method"])
+
+
+def for_writing(table: pd.DataFrame, label: str, model: str | None) -> pd.DataFrame:
+    """What a written Table 1 file holds: this run's rows beside the paper's where the paper evaluated `model`
+    (the same weights, so the numbers compare), else this run's rows alone."""
+    return beside_paper(table, label, model) if paper_model(model) else table
 
 
 # --- per-probe views: attacks (paper Fig. 4), case study, scorer sensitivity -------------------------

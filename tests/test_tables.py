@@ -163,6 +163,19 @@ def test_written_tables_get_the_mode_open_would_give(tmp_path):
     assert (tmp_path / "t.md").read_text() == "x" and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_the_papers_rows_of_the_profiles_model_go_beside_ours():
+    ours = tables.table1(_rows())
+    phi = tables.beside_paper(ours, "ours", "microsoft/Phi-3-mini-4k-instruct")
+    assert phi.loc[("Paper, Phi-3-mini-4k-instruct (Table 2)", "Before"), ("Forget", "All")] == 51.8
+    assert "Paper, LLaMA3-8B-Instruct" not in phi.index.get_level_values(0)
+    assert tables.for_writing(ours, "ours", "smollm2-135m-instruct") is ours  # the paper never ran it: ours alone
+    written = tables.for_writing(ours, "ours", "meta-llama/Meta-Llama-3-8B-Instruct")
+    assert written.loc[("Paper, LLaMA3-8B-Instruct", "GA LoRA"), ("Forget", "FB")] == 67.0
+    mistral = tables.for_writing(ours, "ours", "mistralai/Mistral-7B-Instruct-v0.2")
+    assert list(mistral.loc["Paper, Mistral-7B-Instruct-v0.2 (Table 6)"].index) == ["Before"]  # Table 6: Before only
+    assert mistral.loc[("Paper, Mistral-7B-Instruct-v0.2 (Table 6)", "Before"), ("Utility", "Flu")] == 698.9
+
+
 def test_mia_table_shows_every_attack_scaled_as_labelled():
     rows = []
     for target, (zlib, auc) in {1: (-0.0100, 0.30), 2: (-0.0120, 0.50)}.items():
@@ -179,3 +192,28 @@ def test_mia_table_shows_every_attack_scaled_as_labelled():
     assert t.loc["GA Full", ("AUC % (FM vs RM)", "Min-K% 20%")] == pytest.approx(40.0)  # k = 20% only, in percent
     assert math.isnan(t.loc["GA Full", ("RM", "LOSS")])  # not measured -> NaN
     assert tables.mia_table(pd.DataFrame()).empty
+
+
+def test_dataset_statistics_count_the_data_present(tmp_path):
+    import json
+
+    from rwku_nb.data import RWKU
+
+    def fb(query):
+        return {"query": query, "answer": "x", "level": "1", "type": "cloze", "subject": "s"}
+
+    files = {"1_Stephen_King": {"forget_level1": [fb("He is an American ___"), fb("Born in ___")]},
+             "2_Confucius": {"forget_level1": [fb("A Chinese ___ philosopher")],
+                             "forget_mia": [{"text": "one two three four five"}]}}
+    for folder, stems in files.items():
+        d = tmp_path / "Target" / folder
+        d.mkdir(parents=True)
+        (d / "intro.json").write_text(json.dumps([{"target": folder[2:].replace("_", " "), "intro": "x"}]))
+        for stem, rows in stems.items():
+            (d / f"{stem}.json").write_text(json.dumps(rows))
+    t = tables.dataset_statistics(RWKU(tmp_path).select("all"))
+    assert t.loc["Forget FB", ("Here", "Targets")] == 2 and t.loc["Forget FB", ("Here", "Items")] == 3
+    assert t.loc["Forget FB", ("Here", "Avg. length")] == pytest.approx((5 + 3 + 4) / 3)  # query words
+    assert t.loc["MIA FM", ("Here", "Targets")] == 1 and t.loc["MIA FM", ("Here", "Avg. length")] == 5.0
+    assert t.loc["Forget QA", ("Here", "Items")] == 0 and math.isnan(t.loc["Forget QA", ("Here", "Avg. length")])
+    assert t.loc["Neighbor FB", ("Paper, 200 targets", "Items")] == 5846
