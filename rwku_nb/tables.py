@@ -423,12 +423,13 @@ def behaviour_table(preds: pd.DataFrame, scorer: str = "rwku") -> pd.DataFrame:
     return out.loc[_row_order(out.index)]
 
 
-def case_study(preds: pd.DataFrame, per_level: int = 2, target_index: int | None = None) -> pd.DataFrame:
-    """Side-by-side predictions on selected forget probes: the first `per_level` probes of each level
-    that the original model answers fully (recall 100) for one target (default: the first). Index: level,
-    query, answer; one column per method row."""
+def case_study(preds: pd.DataFrame, per_level: int = 2, target_index: int | None = None,
+               split: str = "forget") -> pd.DataFrame:
+    """Side-by-side predictions on selected probes of `split` ("forget": paper Tables 7-9; "neighbor": Tables
+    11-12): the first `per_level` probes of each level that the original model answers fully (recall 100) for
+    one target (default: the first). Index: level, query, answer; one column per method row."""
     df = _single_predictions(preds)
-    df = df[df["set"] == "forget"]
+    df = df[df["set"] == split]
     target_index = int(df["target_index"].min()) if target_index is None else target_index
     df = df[df["target_index"] == target_index]
     before = df[df["Method"] == "Before"]

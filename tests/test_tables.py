@@ -134,6 +134,12 @@ def test_behaviours_and_case_study():
     assert list(case.index.get_level_values("query")) == ["q10", "q30"]
     assert case.loc[(3, "q30", "Carrie"), "GA Full"] == "I don't know"
     assert list(case.columns) == ["Before", "GA Full"]
+    # neighbor probes: the same view of the other split only
+    preds = _preds()
+    neighbor = preds.assign(set="neighbor", prediction=preds["prediction"] + " (n)")
+    both = pd.concat([preds, neighbor.query("level == 1")], ignore_index=True)
+    near = tables.case_study(both, per_level=1, split="neighbor")
+    assert list(near.index.get_level_values("query")) == ["q10"] and near.loc[(1, "q10", "Carrie"), "Before"] == "Carrie (n)"
 
 
 def test_scorer_sensitivity_counts_changed_probes():
