@@ -11,21 +11,40 @@ import seaborn as sns
 from .paths import figures_dir, shown
 
 
+# One style per method in every figure: a colour per method family (the paper's methods, then the newer
+# baselines and the seed-0 paper's), from tab20's strong shades first, so no two families share a colour;
+# a marker and a line style per variant, so Full and LoRA of a method read as a pair.
+FAMILIES = ("Before", "ICU", "RepE", "GA*", "GA", "DPO", "NPO", "RT", "SimNPO", "RMU", "SGA", "TAU", "TA")
+_STRONG = sns.color_palette("tab20", 20)
+_COLOURS = _STRONG[0::2] + _STRONG[1::2]
+MARKERS = {"Full": "o", "LoRA": "^", "": "s"}
+LINESTYLES = {"Full": "-", "LoRA": "--", "": "-"}
+
+
+def method_style(label: str) -> dict:
+    """Colour, marker and line style of a Table 1 row label ('GA Full', 'RepE', 'NPO LoRA'), the same in
+    every figure; a label outside FAMILIES gets a colour after theirs, stable for that label."""
+    label = str(label)
+    family, _, variant = label.rpartition(" ") if label.endswith((" Full", " LoRA")) else (label, "", "")
+    if family in FAMILIES:
+        colour = _COLOURS[FAMILIES.index(family)]
+    else:
+        colour = _COLOURS[len(FAMILIES) + sum(map(ord, family)) % (len(_COLOURS) - len(FAMILIES))]
+    if family == "Before":
+        return {"color": "black", "marker": "*", "linestyle": "-"}
+    return {"color": colour, "marker": MARKERS[variant], "linestyle": LINESTYLES[variant]}
+
+
 def forget_vs_neighbor(table, title: str = ""):
     """Scatter of forget 'All' vs neighbor 'All' per method (lower-right = forgets and keeps)."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
     x, y = table[("Forget", "All")], table[("Neighbor", "All")]
-    # One colour per method, one marker per variant: 12 methods in 20 distinct colours (tab20's strong
-    # shades first), so no two methods share a colour and Full / LoRA of a method read as a pair.
-    families = list(dict.fromkeys(str(label).rsplit(" ", 1)[0] if str(label).endswith((" Full", " LoRA"))
-                                  else str(label) for label in table.index))
-    strong = sns.color_palette("tab20", 20)
-    colors = dict(zip(families, (strong[0::2] + strong[1::2]) * 2))
     for label, fx, ny in zip(table.index, x, y):
-        family, _, variant = str(label).rpartition(" ") if str(label).endswith((" Full", " LoRA")) else (label, "", "")
-        ax.scatter(fx, ny, s=60, color=colors[family], label=label, edgecolor="black", linewidth=0.5,
-                   marker={"Full": "o", "LoRA": "^"}.get(variant, "*" if family == "Before" else "s"))
+        st = method_style(label)
+        before = st["marker"] == "*"  # drawn on top: unmoved methods sit exactly on it
+        ax.scatter(fx, ny, s=110 if before else 60, color=st["color"], marker=st["marker"], label=label,
+                   edgecolor="white" if before else "black", linewidth=0.5, zorder=4 if before else 2)
     ax.set_xlabel("Forget set, All (ROUGE-L recall x100, lower = more forgotten)")
     ax.set_ylabel("Neighbor set, All (higher = better kept)")
     ax.set_xlim(left=0)
@@ -58,22 +77,25 @@ def tradeoff(curve, before=None, title: str = ""):
     """Paper Fig. 3: forget 'All' vs neighbor 'All' as training goes on (epochs) or RepE's weight grows,
     one line per method from `tables.curve_table`, starting at the Before point if given."""
     sns.set_theme(style="whitegrid", context="notebook")
+    from .tables import _row_order
+
     curve = curve.reset_index()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    palette = sns.color_palette("tab10", max(1, curve["Method"].nunique()))
-    for (label, points), color in zip(curve.groupby("Method", sort=False), palette):
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    groups = dict(list(curve.groupby("Method", sort=False)))
+    for label in _row_order(groups):
+        points = groups[label]
         points = points.sort_values("value")
         x, y = list(points["Forget All"]), list(points["Neighbor All"])
         if before is not None:
             x, y = [before[("Forget", "All")]] + x, [before[("Neighbor", "All")]] + y
-        ax.plot(x, y, marker="o", color=color, label=label, markersize=4)
+        ax.plot(x, y, label=label, markersize=4, **method_style(label))
     if before is not None:
         ax.scatter([before[("Forget", "All")]], [before[("Neighbor", "All")]], s=90, marker="*", color="black",
                    label="Before", zorder=3)
     ax.set_xlabel("Forget set, All (lower = more forgotten)")
     ax.set_ylabel("Neighbor set, All (higher = better kept)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="best", frameon=True)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=True)
     fig.tight_layout()
     return fig
 
@@ -88,9 +110,12 @@ def by_group(table, level: str, kind: str = "line", title: str = ""):
     long[level] = long[level].astype(str)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, (name, part) in zip(axes, long.groupby("set", sort=False)):
-        plot = sns.lineplot if kind == "line" else sns.barplot
-        extra = {"marker": "o"} if kind == "line" else {"edgecolor": "black", "linewidth": 0.5}
-        plot(data=part, x=level, y="score", hue="Method", ax=ax, **extra)
+        palette = {m: method_style(m)["color"] for m in part["Method"].unique()}
+        if kind == "line":
+            sns.lineplot(data=part, x=level, y="score", hue="Method", ax=ax, palette=palette, marker="o")
+        else:
+            sns.barplot(data=part, x=level, y="score", hue="Method", ax=ax, palette=palette, edgecolor="black",
+                        linewidth=0.5)
         ax.set_title(name)
         ax.set_ylabel("ROUGE-L recall x100")
         ax.set_ylim(0, 100)
@@ -176,15 +201,14 @@ def relearning(points: pd.DataFrame, before: float | None = None, title: str = "
     from .tables import _row_order
 
     methods = _row_order(dict.fromkeys(forget["Method"]))
-    colors = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
     sources = list(dict.fromkeys(forget.loc[forget["attack"] == "relearn", "source"]))
     fig, axes = plt.subplots(1, len(sources) + 1, figsize=(4.2 * (len(sources) + 1), 4.2), sharey=True, squeeze=False)
     none = forget[forget["attack"] == "none"].set_index("Method")["value"]
     for ax, source in zip(axes[0], sources):
         for method in methods:
             part = forget[(forget["Method"] == method) & (forget["source"] == source)].sort_values("amount")
-            ax.plot([0] + list(part["amount"]), [none[method]] + list(part["value"]), marker="o", color=colors[method],
-                    label=method)
+            ax.plot([0] + list(part["amount"]), [none[method]] + list(part["value"]), label=method,
+                    **method_style(method))
         ax.set_title(SOURCE_LABELS.get(source, source), fontsize=10)
         ax.set_xlabel("relearning steps")
     quant = forget[forget["attack"] == "quant"]
@@ -194,7 +218,7 @@ def relearning(points: pd.DataFrame, before: float | None = None, title: str = "
     for method in methods:
         values = [none[method]] + [quant[(quant["Method"] == method) & (quant["amount"] == b)]["value"].mean()
                                    for b in bits]
-        ax.plot(range(len(ticks)), values, marker="s", color=colors[method], label=method)
+        ax.plot(range(len(ticks)), values, label=method, **method_style(method))
     ax.set_xticks(range(len(ticks)), ticks)
     ax.set_title("Quantized weights (round-to-nearest)", fontsize=10)
     ax.set_xlabel("weight precision")
