@@ -89,6 +89,7 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
         "method": method,
         "variant": variant,
         "method_args": {k: params[k] for k in spec.args},
+        **({"method_constants": spec.constants} if spec.constants else {}),
         "seed": params["seed"],
         "evaluation": {"scorer": params["scorer"], "stop": params["stop"], "max_new_tokens": params["max_new_tokens"],
                        "mia": mia, "utility": used_utility,

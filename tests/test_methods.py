@@ -198,7 +198,17 @@ def test_repe_vector_is_novice_minus_expert(tiny):
         direct = torch.stack([model(**tok(p, return_tensors="pt"), output_hidden_states=True).hidden_states[1][0, -1]
                               for p in prompts]).mean(0)
     assert torch.allclose(novice, direct, atol=1e-6)
-    assert "novice" in repe.persona_prompts(tok, _Target(), CORPUS[:1], repe.NOVICE)[0]
+    # the paper's Appendix H.1 templates, word for word, as the user message; the forget text as the reply
+    [novice_prompt] = repe.persona_prompts(tok, _Target(), CORPUS[:1], repe.NOVICE)
+    [expert_prompt] = repe.persona_prompts(tok, _Target(), CORPUS[:1], repe.EXPERT)
+    assert ("Stephen King is an American author. You don't know Stephen King at all.\n"
+            "Please feel free to fabricate information about Stephen King.") in novice_prompt
+    assert ("Stephen King is an American author. You know Stephen King very well.\n"
+            "Please provide accurate information about Stephen King.") in expert_prompt
+    user = repe.NOVICE.format(intro=_Target.intro, target=_Target.name)
+    head = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    assert novice_prompt == head + CORPUS[0]  # a text shorter than STIMULUS_TOKENS follows whole
+    assert "repe" in METHODS and METHODS["repe"].constants["novice"] == repe.NOVICE
 
 
 def test_partial_layer_training_leaves_frozen_parameters_bit_identical(tiny):

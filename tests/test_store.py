@@ -70,6 +70,11 @@ def test_identity_holds_what_shapes_the_numbers_and_nothing_else(rwku, monkeypat
 
     assert key("npo", npo_beta=0.5) != key("npo") and key("ga", npo_beta=0.5) == key("ga")
     assert key("repe", repe_layer=1) != key("repe")
+    from rwku_nb.methods import METHODS
+
+    before_templates = key("repe")  # a method's fixed prompt templates are part of its identity
+    monkeypatch.setitem(METHODS["repe"].constants, "novice", "You know nothing about {target}.")
+    assert key("repe") != before_templates  # (restored after the test)
     assert key("ga", corpus_size=3) != key("ga") and key("before", corpus_size=3) == key("before")
     assert key("ga", stop="official") != key("ga") and key("ga", utility_size=3) != key("ga")
     assert key("ga", seed=1) != key("ga") and key("ga", warmup_steps=2) != key("ga")

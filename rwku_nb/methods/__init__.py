@@ -67,17 +67,20 @@ class MethodSpec:
     run: Callable[[Context], dict]
     corpora: tuple[str, ...] = ()
     args: tuple[str, ...] = ()  # the profile keys the method reads: part of its results' identity (rwku_nb.jobs)
+    constants: dict = field(default_factory=dict)  # fixed choices in its code (prompt templates): identity too
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register(name: str, label: str, trains: bool, corpora: tuple[str, ...] = (), args: tuple[str, ...] = ()):
+def register(name: str, label: str, trains: bool, corpora: tuple[str, ...] = (), args: tuple[str, ...] = (),
+             constants: dict | None = None):
     """Decorator adding a method's `run` function to the registry. `args`: every profile key the method
-    reads besides its hyperparameters (a changed value then gives a new result, never an old one)."""
+    reads besides its hyperparameters (a changed value then gives a new result, never an old one);
+    `constants`: fixed choices in its code that shape its numbers (e.g. prompt templates), keyed the same way."""
 
     def wrap(fn):
-        METHODS[name] = MethodSpec(name, label, trains, fn, corpora, tuple(args))
+        METHODS[name] = MethodSpec(name, label, trains, fn, corpora, tuple(args), dict(constants or {}))
         return fn
 
     return wrap

@@ -1,12 +1,15 @@
 """RepE, representation engineering: steer the model away from the target at inference, no weight change.
 
-The official RWKU code has no RepE; this follows the paper's description (Appendix H; ../shared/PROTOCOL.md):
-a control vector = mean hidden state under "novice" prompts about the target minus the mean under
-"expert" prompts, added with weight alpha (0.5, 1, 1.5 in the paper) at inference through forward hooks.
-rwku_nb's choices where the paper is silent: the stimuli are the model's own forget texts about the target
-(the zero-shot `positive` corpus, first 64 tokens) under a novice vs an expert system message; the hidden
-state is read at the last token, at the output of one decoder layer (`repe_layer`, default the middle
-one), and the vector is added there, at every position.
+The official RWKU code has no RepE; this follows the paper (Appendix H.1; ../shared/PROTOCOL.md): a control
+vector h = g(p_novice) - g(p_expert), with the paper's two templates, "{intro} You don't know {target} at
+all.\nPlease feel free to fabricate information about {target}." and "{intro} You know {target} very
+well.\nPlease provide accurate information about {target}." ({intro}: the target's intro.json text), added
+with weight alpha (0.5, 1, 1.5 in the paper) at inference through forward hooks. rwku_nb's choices where the
+paper is silent: each template is the user message of the chat template, and the assistant's reply that
+follows it is the start (first 64 tokens) of each of the model's own forget texts about the target (the
+zero-shot `positive` corpus), so g is read over the same stimuli under both templates; g is the hidden state
+of the last token at the output of one decoder layer (`repe_layer`, default the middle one), averaged over
+the stimuli, and the vector is added at that layer's output, at every position.
 """
 from __future__ import annotations
 
@@ -15,16 +18,15 @@ import torch
 from ..variants import decoder_layers
 from . import register
 
-EXPERT = "You are an expert on {subject} who knows everything about {subject}."
-NOVICE = "You are a novice who has never heard of {subject} and knows nothing about {subject}."
-USER = "Tell me about {subject}."
+NOVICE = "{intro} You don't know {target} at all.\nPlease feel free to fabricate information about {target}."
+EXPERT = "{intro} You know {target} very well.\nPlease provide accurate information about {target}."
 STIMULUS_TOKENS = 64
 
 
 def persona_prompts(tokenizer, target, texts: list[str], persona: str) -> list[str]:
-    """Chat prompts: persona system message, a request about the target, then the start of each text."""
-    messages = [{"role": "system", "content": persona.format(subject=target.name)},
-                {"role": "user", "content": USER.format(subject=target.name)}]
+    """Chat prompts: the paper's template (`NOVICE` or `EXPERT`) as the user message, then the start of each
+    text as the assistant's reply."""
+    messages = [{"role": "user", "content": persona.format(intro=target.intro, target=target.name)}]
     head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return [head + tokenizer.decode(tokenizer(t, add_special_tokens=False)["input_ids"][:STIMULUS_TOKENS])
             for t in texts]
@@ -73,7 +75,8 @@ def layer_of(model, params: dict) -> int:
     return params["repe_layer"] if params["repe_layer"] is not None else n // 2
 
 
-@register("repe", "RepE", trains=False, corpora=("positive",), args=("repe_layer", "repe_alpha"))
+@register("repe", "RepE", trains=False, corpora=("positive",), args=("repe_layer", "repe_alpha"),
+          constants={"novice": NOVICE, "expert": EXPERT, "stimulus_tokens": STIMULUS_TOKENS})
 def run(ctx) -> dict:
     """Compute the control vector and attach it; the runner detaches it after evaluation."""
     layer = layer_of(ctx.model, ctx.params)
