@@ -11,9 +11,10 @@ CI_PROFILE := cpu-smoke
 # No progress bars in executed notebooks that are committed or compared (rwku_nb/progress.py says why):
 # TQDM_DISABLE for rwku_nb's bars, HF_HUB_DISABLE_PROGRESS_BARS for transformers' own.
 QUIET := TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
-# The numeric kernels pinned to their AVX2 code paths, so that the committed results store and notebooks
-# reproduce bit for bit on any x86-64 CPU with AVX2 (AVX-512 kernels round differently): MKL's conditional
-# numerical reproducibility, ATen's vectorized kernels, oneDNN. tests/test_reproducibility.py checks them.
+# The numeric kernels pinned to their AVX2 code paths (AVX-512 kernels round differently): MKL's conditional
+# numerical reproducibility, ATen's vectorized kernels, oneDNN. Pinned, another CPU of this kind recomputes
+# the committed store's answers and scores bit for bit and its losses and MIA means to ~1e-5 relative
+# (README, Determinism; tests/test_reproducibility.py and tests/test_store_sample.py check them).
 # They are part of each CPU result's identity (rwku_nb/jobs.py), so the CI profile runs with them; other
 # profiles run on the CPU's fastest kernels (pinned, a training step of SmolLM2 takes ~1.45x as long on an
 # AVX-512 CPU: 9.6 s vs 6.6 s, batch 8 x 128, measured).
