@@ -75,7 +75,7 @@ DEFAULTS = {
     "utility_size": None,         # items per utility set (spread evenly); None -> all 500 (the paper)
     "utility_batch_size": 8,
     "seed": 0,
-    "memorization_size": 64,      # texts per kind in notebook 01's EM/NLL comparison (paper Fig. 2)
+    "memorization_size": 64,      # texts per kind in notebook 01's EM/NLL comparison (paper Fig. 1)
     # Knowledge injection (rwku_nb.injection): teach the model its targets' forget/neighbor L1-L2 facts first.
     "inject": None,               # None (real-world knowledge, RWKU's setting) or a target spec
     "inject_lr": 3e-5,            # full fine-tuning, AdamW, answer tokens only

@@ -1,8 +1,8 @@
-"""How much a model knows a text: exact memorization (EM) and NLL, per text (paper Fig. 2), and a ranking
+"""How much a model knows a text: exact memorization (EM) and NLL, per text (paper Fig. 1), and a ranking
 of targets by how well the model completes their forget probes.
 
 EM(x) = the share of next tokens of x the model predicts correctly by argmax given the true prefix
-(RWKU Sec. 3, Fig. 2; it is the "memorization accuracy" MA of Tirumala et al. / Jang et al. too);
+(RWKU Sec. 3, Fig. 1; it is the "memorization accuracy" MA of Tirumala et al. / Jang et al. too);
 NLL(x) = the mean next-token negative log-likelihood over the same positions. The first token of a
 text, which has no prefix, is not scored.
 """
@@ -20,7 +20,7 @@ from .progress import tqdm
 from .prompts import probe_prompt
 from .training import Example, collate, pair_examples
 
-# Text kinds of Fig. 2, from most to least connected to the target.
+# Text kinds of Fig. 1, from most to least connected to the target.
 KINDS = ("passage", "forget member", "retain member", "counterfactual", "generic")
 
 

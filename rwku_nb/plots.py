@@ -125,20 +125,23 @@ def by_group(table, level: str, kind: str = "line", title: str = ""):
     return fig
 
 
-def memorization_bars(table, title: str = ""):
-    """EM (x100) and NLL per kind of text, one colour per model (paper Fig. 2), from
-    `memorization.memorization_table`."""
+def memorization_scatter(table, title: str = ""):
+    """Paper Fig. 1: exact memorization (EM x100) against NLL per token, one point per kind of text and model
+    (from `memorization.memorization_table`): a colour per model, a marker per kind (named in the legend)."""
     sns.set_theme(style="whitegrid", context="notebook")
     long = table.reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, column, label in zip(axes, ("EM", "NLL"), ("exact memorization x100 (higher = knows it)",
-                                                       "NLL per token (lower = knows it)")):
-        sns.barplot(data=long, x="kind", y=column, hue="model", ax=ax, edgecolor="black", linewidth=0.5)
-        ax.set_ylabel(label)
-        ax.set_xlabel("")
-        plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
-        ax.legend(fontsize=8, frameon=True)
-    fig.suptitle(title)
+    models = list(dict.fromkeys(long["model"]))
+    kinds = list(dict.fromkeys(long["kind"]))
+    colours = dict(zip(models, sns.color_palette("colorblind", max(1, len(models)))))
+    markers = dict(zip(kinds, "osD^vP*X"))
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    for _, row in long.iterrows():
+        ax.scatter(row["NLL"], row["EM"], s=70, color=colours[row["model"]], marker=markers[row["kind"]],
+                   edgecolor="black", linewidth=0.5, label=f"{row['model']}: {row['kind']}")
+    ax.set_xlabel("NLL per token (lower = more predictable)")
+    ax.set_ylabel("Exact memorization x100 (higher = memorized)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=True)
     fig.tight_layout()
     return fig
 

@@ -193,7 +193,7 @@ def before_rows(params: dict | str) -> pd.DataFrame:
 
 
 def memorization(params: dict | str) -> pd.DataFrame:
-    """EM and NLL (paper Fig. 2) of the profile's targets' texts per kind (`memorization.KINDS`, at most
+    """EM and NLL (paper Fig. 1) of the profile's targets' texts per kind (`memorization.KINDS`, at most
     `memorization_size` each), for the model as released and, if the profile injects, its injected version;
     a `knowledge` column says which. Computed once per profile and stored beside its results."""
     params = as_params(params)

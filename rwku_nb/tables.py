@@ -301,7 +301,9 @@ def n_targets(rows: pd.DataFrame) -> pd.Series:
 
 def to_markdown(table: pd.DataFrame, decimals: int = 1) -> str:
     """Markdown of a table, two-level columns flattened to 'Forget FB' etc."""
-    return _flat(table).round(decimals).to_markdown(floatfmt=f".{decimals}f") + "\n"
+    flat = _flat(table).round(decimals)
+    whole = [c for c in flat.columns if pd.api.types.is_integer_dtype(flat[c])]
+    return flat.astype({c: object for c in whole}).to_markdown(floatfmt=f".{decimals}f") + "\n"  # counts stay whole
 
 
 def _flat(table: pd.DataFrame) -> pd.DataFrame:
