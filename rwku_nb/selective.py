@@ -218,13 +218,16 @@ def _load(model, values: dict) -> None:
 
 
 def unlearn(model, tokenizer, seqs: list[list[int]], the_plan: Plan, measure, stop: float, lr: float,
-            epochs: int, batch_size: int, betas=(0.9, 0.98), seed: int = 0, desc: str = "selective") -> list[dict]:
+            epochs: int, batch_size: int, betas=(0.9, 0.98), seed: int = 0, desc: str = "selective",
+            after_epoch=None) -> list[dict]:
     """Unlearn `seqs` in place following `the_plan`, evaluating after every epoch (and before the first).
 
     `measure(model) -> dict` must return at least {"ma": per-sequence MA array}; it runs on the model as it
     would be returned (for TA/TAU after the switch: the arithmetic-edited weights). Stops once the measured
     mean MA is below `stop` (after at least one epoch), or after `epochs`. Returns one record per
     evaluation: {"epoch", "phase" ("ascent" / "descent"), **measure(...)}. The model ends as last measured.
+    `after_epoch(epoch)`, if given, runs after each epoch that training goes on from, on the model as it would
+    be returned at that epoch (the RWKU sweep's trade-off curve points).
     """
     examples = [Example(list(s), extra={"seq": i}) for i, s in enumerate(seqs)]
     state = {"phase": "ascent", "theta_s": None}
@@ -240,6 +243,8 @@ def unlearn(model, tokenizer, seqs: list[list[int]], the_plan: Plan, measure, st
         state["mem"] = np.asarray(record["ma"], dtype=float)
         mean = float(state["mem"].mean())
         state["stopped"] = epoch >= 1 and mean < stop
+        if after_epoch is not None and not state["stopped"] and 1 <= epoch < epochs:
+            after_epoch(epoch)
         if edited and not state["stopped"] and epoch < epochs:
             _load(model, theta_t)
         if not state["stopped"] and the_plan.switch is not None and state["phase"] == "ascent" \

@@ -239,8 +239,15 @@ def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
     df = rows[rows["variant"].isin(list(VARIANT_LABELS))]
     steps = df["setting"].str.extract(r"^(epoch|alpha)-(.+)$")
     last = df.assign(_k=steps[0], _x=pd.to_numeric(steps[1]))
-    # A trained run's final epoch = one past its last stored epoch point (epochs - 1 points are stored).
+    # A trained run's final epoch = one past its last stored epoch point: a curve run stores a point after
+    # every epoch training goes on from, so a trained run without points trained one epoch (epochs: 1, or
+    # SGA/TAU stopping after the first) -- when the rows come from a curve run at all.
     final = last[last["_k"] == "epoch"].groupby(["method", "variant"])["_x"].max().add(1)
+    if not final.empty:
+        trains = df["method"].map(lambda m: m in METHODS and METHODS[m].trains)
+        trained = df[(df["setting"] == SINGLE) & trains]
+        for key in set(zip(trained["method"], trained["variant"])) - set(final.index):
+            final.loc[key] = 1
     points = last[last["_k"].notna()]
     ends = df[(df["setting"] == SINGLE)].merge(final.rename("_x").reset_index(), on=["method", "variant"])
     both = pd.concat([points, ends.assign(_k="epoch")], ignore_index=True)

@@ -87,6 +87,25 @@ def test_curves_partial_layers_and_repe_points(tmp_store, rwku, monkeypatch):
     assert list(layers.index) == [("GA", "0-0")]
 
 
+def test_seed0_methods_give_curve_points_without_changing_their_result(tmp_store, rwku, monkeypatch):
+    """SGA and TAU pass the sweep's epoch hook on (selective.unlearn's after_epoch): every epoch training goes
+    on from is a curve point (TAU's: the arithmetic-edited model it would return then), and the final result is
+    the same with and without the curve."""
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    hp = {m: {"full": {"lr": 1e-3, "epochs": 3, "batch_size": 2}} for m in ("sga", "tau")}
+    # sga_stop 0: never stop early; tau_switch 1: TAU switches to descent at once and edits its weights each epoch
+    common = dict(targets="1", methods=["sga", "tau"], variants=["full"], hparams=hp, sga_stop=0.0, tau_switch=1.0)
+    rows = runner.run_sweep(_params(**common, curve=True), mia=False)
+    settings = set(zip(rows["setting"], rows["method"]))
+    assert settings == {(s, m) for s in ("single", "epoch-1", "epoch-2") for m in ("sga", "tau")}, settings
+    curve = tables.curve_table(rows).reset_index()
+    assert set(curve["Method"]) == {"SGA Full", "TAU Full"} and list(curve.query("Method == 'SGA Full'")["value"]) == [1, 2, 3]
+    monkeypatch.setenv("RWKU_NB_RESULTS", str(tmp_store / "no-curve"))
+    plain = runner.run_sweep(_params(**common, curve=False), mia=False)
+    final = rows.query("setting == 'single'").set_index(["method", "metric"])["value"]
+    assert final.equals(plain.set_index(["method", "metric"])["value"].loc[final.index])
+
+
 def test_every_method_runs_end_to_end_on_real_corpora(tmp_store, rwku, monkeypatch):
     """Each registered method, with the corpora the runner builds for it (passages, generated positive,
     negative and reject samples) on a real target, trains and is stored."""

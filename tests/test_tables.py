@@ -223,3 +223,18 @@ def test_dataset_statistics_count_the_data_present(tmp_path):
     assert t.loc["MIA FM", ("Here", "Targets")] == 1 and t.loc["MIA FM", ("Here", "Avg. length")] == 5.0
     assert t.loc["Forget QA", ("Here", "Items")] == 0 and math.isnan(t.loc["Forget QA", ("Here", "Avg. length")])
     assert t.loc["Neighbor FB", ("Paper, 200 targets", "Items")] == 5846
+
+
+def test_curve_table_ends_every_trained_run_at_its_table1_result():
+    rows = []
+    for setting, method, forget in (("epoch-1", "ga", 50.0), ("single", "ga", 40.0), ("single", "sga", 45.0),
+                                    ("single", "before", 60.0)):
+        for metric, value in (("forget_all", forget), ("neighbor_all", 80.0)):
+            rows.append({"model": "m", "setting": setting, "method": method, "variant": "none" if method == "before"
+                         else "full", "target_index": 1, "target": "1", "metric": metric, "value": value, "n": 1})
+    curve = tables.curve_table(pd.DataFrame(rows)).reset_index()
+    # GA: a point after epoch 1, then its final result at epoch 2; SGA stopped after one epoch: its final at 1
+    assert curve[["Method", "value", "Forget All"]].values.tolist() == [["GA Full", 1, 50.0], ["GA Full", 2, 40.0],
+                                                                     ["SGA Full", 1, 45.0]]
+    no_curve = pd.DataFrame([r for r in rows if r["setting"] == "single"])
+    assert tables.curve_table(no_curve).empty  # a sweep without curve points draws no curve

@@ -1,7 +1,8 @@
 """The seed-0 paper's methods as RWKU baselines (rwku_nb.selective): GA with per-sequence tracking (GA-seq),
 Selective Gradient Ascent (SGA), Task Arithmetic (TA) and Task Arithmetic for Unlearning (TAU), trained on
 the target's zero-shot forget corpus. Each epoch measures the MA of every corpus text; training stops
-once the mean MA is below `sga_stop` (paper: 0.33) or after the profile's epochs for the method."""
+once the mean MA is below `sga_stop` (paper: 0.33) or after the profile's epochs for the method; with
+`curve`, each epoch training goes on from is evaluated as a trade-off curve point, like the other methods'."""
 from __future__ import annotations
 
 from .. import selective
@@ -19,7 +20,7 @@ def _make(method: str):
 
         history = selective.unlearn(ctx.model, tok, seqs, selective.plan(method, p), measure, p["sga_stop"],
                                     hp["lr"], hp["epochs"], hp["batch_size"], tuple(p["selective_betas"]),
-                                    p["seed"], desc=f"{method} {ctx.variant} {ctx.name}")
+                                    p["seed"], desc=f"{method} {ctx.variant} {ctx.name}", after_epoch=ctx.on_epoch_end)
         ctx.info["selective"] = [{"epoch": r["epoch"], "phase": r["phase"], "mean_ma": float(r["ma"].mean())}
                                  for r in history]
         return {}
@@ -32,5 +33,7 @@ def _make(method: str):
 _ARGS = {"ga_seq": (), "ta": ("ta_gamma", "ta_switch", "ta_coef"), "sga": ("sga_gamma",),
          "tau": ("sga_gamma", "tau_switch", "tau_coef")}
 for _name, _label in (("ga_seq", "GA-seq"), ("ta", "TA"), ("sga", "SGA"), ("tau", "TAU")):
-    register(_name, _label, trains=True, corpora=("positive",),
-             args=_ARGS[_name] + ("sga_stop", "selective_betas"))(_make(_name))
+    # constants: since they pass the sweep's epoch hook on, their curve runs store per-epoch points (results
+    # stored before lack them, and are recomputed rather than shown without them)
+    register(_name, _label, trains=True, corpora=("positive",), args=_ARGS[_name] + ("sga_stop", "selective_betas"),
+             constants={"curve_points": "every epoch trained on"})(_make(_name))
