@@ -4,6 +4,8 @@ No backend is forced: Jupyter shows figures inline, and without a display matplo
 """
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -155,7 +157,7 @@ def heatmap(table, title: str = "", label: str = "ROUGE-L recall x100", center=N
     sns.heatmap(table.astype(float), annot=True, fmt=".0f", cmap=cmap, center=center, ax=ax,
                 cbar_kws={"label": label}, linewidths=0.5, annot_kws={"fontsize": 8})
     plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 70), fontsize=10)  # a narrow heatmap would clip a one-line title
     fig.tight_layout()
     return fig
 

@@ -129,16 +129,13 @@ def dataset_statistics(targets) -> pd.DataFrame:
     """Paper Table 3 computed from the data present: per set, the targets that have it, its items and their
     average length in whitespace words (probes: the query; MIA sets: the text), beside the paper's counts
     for all 200 targets."""
-    sets = {"Forget FB": lambda t: t.forget(1), "Forget QA": lambda t: t.forget(2), "Forget AA": lambda t: t.forget(3),
-            "Neighbor FB": lambda t: t.neighbor(1), "Neighbor QA": lambda t: t.neighbor(2),
-            "MIA FM": lambda t: t.mia_forget, "MIA RM": lambda t: t.mia_retain}
     stems = {"Forget FB": "forget_level1", "Forget QA": "forget_level2", "Forget AA": "forget_level3",
              "Neighbor FB": "neighbor_level1", "Neighbor QA": "neighbor_level2", "MIA FM": "forget_mia",
              "MIA RM": "retain_mia"}
     out = {}
-    for name, rows_of in sets.items():
-        having = [t for t in targets if t.has(stems[name])]
-        lengths = [len(r["text" if name.startswith("MIA") else "query"].split()) for t in having for r in rows_of(t)]
+    for name, stem in stems.items():
+        having = [t for t in targets if t.has(stem)]
+        lengths = [len(r["text" if name.startswith("MIA") else "query"].split()) for t in having for r in t.rows(stem)]
         items, length = PAPER_TABLE3[name]
         out[name] = {("Here", "Targets"): len(having), ("Here", "Items"): len(lengths),
                      ("Here", "Avg. length"): sum(lengths) / len(lengths) if lengths else float("nan"),
@@ -146,8 +143,7 @@ def dataset_statistics(targets) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(out, orient="index")
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     table.index.name = "Set"
-    counts = [c for c in table.columns if c[1] in ("Targets", "Items")]
-    return table.astype({c: object for c in counts})  # counts print as whole numbers in every format
+    return table
 
 
 def mia_table(rows: pd.DataFrame) -> pd.DataFrame:
