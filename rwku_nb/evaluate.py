@@ -184,7 +184,7 @@ def score(model: str, targets=None, profile: str = "gpu-llama3-8b", overrides: d
     a model unlearned elsewhere comes without the forget corpus its original model wrote)."""
     import pandas as pd
 
-    from . import robustness, runner, tables
+    from . import paper, robustness, runner, tables
     from .config import load_profile
     from .data import RWKU
 
@@ -213,8 +213,8 @@ def score(model: str, targets=None, profile: str = "gpu-llama3-8b", overrides: d
     rows = pd.concat([runner.run_sweep(p) for p in runs], ignore_index=True)
     table = tables.table1(rows).rename(index={"Before": model})
     # the paper's rows of the profile's own model where it has them (Table 2 for gpu-phi3-mini), else Table 1
-    paper_label, paper_rows = tables.paper_model(load_profile(profile)["model"]) or tables.PAPER_MODELS[0][1:]
-    beside = pd.concat({"this model": table, paper_label: tables.paper_table1(paper_rows)}, names=["Source", "Method"])
+    paper_label, paper_rows = paper.paper_model(load_profile(profile)["model"]) or paper.PAPER_MODELS[0][1:]
+    beside = pd.concat({"this model": table, paper_label: paper.paper_table1(paper_rows)}, names=["Source", "Method"])
     robust = None
     if attacks:
         attacked = pd.concat([robustness.run_robustness(p) for p in runs], ignore_index=True)

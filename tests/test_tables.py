@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from rwku_nb import tables
+from rwku_nb import answers, paper, tables
 
 
 def _rows():
@@ -31,9 +31,10 @@ def test_table1_means_over_targets_in_paper_layout():
 
 
 def test_paper_table_and_side_by_side():
-    paper = tables.paper_table1()
-    assert paper.loc["Before", ("Forget", "All")] == 79.6
-    assert paper.loc["NPO Full", ("MIA", "FM")] == 278.9
+    published = paper.paper_table1()
+    assert published.loc["Before", ("Forget", "All")] == 79.6
+    assert published.loc["NPO Full", ("MIA", "FM")] == 278.9
+    assert list(published.columns) == list(tables.TABLE1_COLUMNS)  # the paper's layout is Table 1's
     both = tables.beside_paper(tables.table1(_rows()), "ours")
     assert ("Paper, LLaMA3-8B-Instruct", "GA LoRA") in both.index
     assert both.loc[("Paper, LLaMA3-8B-Instruct", "GA LoRA"), ("Forget", "FB")] == 67.0
@@ -109,27 +110,27 @@ def _preds():
 
 
 def test_attack_table_means_per_type_then_over_targets():
-    table = tables.attack_table(_preds())
+    table = answers.attack_table(_preds())
     assert list(table.columns) == ["prefix injection", "cross lingual"]  # AA_TYPES order, languages merged
     # Before, prefix injection: target 1 mean(100, 50) = 75, target 2: 60 -> (75 + 60) / 2.
     assert table.loc["Before", "prefix injection"] == pytest.approx(67.5)
     assert table.loc["GA Full", "prefix injection"] == pytest.approx((25 + 20) / 2)
     assert table.loc["GA Full", "cross lingual"] == 100
-    change = tables.attack_change(table)
+    change = answers.attack_change(table)
     assert list(change.index) == ["GA Full"] and change.loc["GA Full", "cross lingual"] == 100
-    assert tables.attack_counts(_preds()).to_dict() == {"prefix injection": 3, "cross lingual": 1}
+    assert answers.attack_counts(_preds()).to_dict() == {"prefix injection": 3, "cross lingual": 1}
 
 
 def test_behaviours_and_case_study():
-    assert tables.behaviour("I'm sorry, I don't know.", 0) == "refusal"
-    assert tables.behaviour("NOANSWER", 0) == "empty"
-    assert [tables.behaviour("Carrie", s) for s in (100, 40, 0)] == ["correct", "partial", "wrong"]
-    table = tables.behaviour_table(_preds())
+    assert answers.behaviour("I'm sorry, I don't know.", 0) == "refusal"
+    assert answers.behaviour("NOANSWER", 0) == "empty"
+    assert [answers.behaviour("Carrie", s) for s in (100, 40, 0)] == ["correct", "partial", "wrong"]
+    table = answers.behaviour_table(_preds())
     # Before: scores 100, 50, "I don't know" (0), 100, 100, "x" 60 -> 3 correct, 2 partial, 1 refusal of 6.
     assert table.loc["Before"].round(3).to_dict() == {"correct": 50.0, "partial": round(200 / 6, 3), "wrong": 0.0,
                                                      "refusal": round(100 / 6, 3), "empty": 0.0}
     assert table.loc["GA Full", "empty"] == pytest.approx(100 / 6)
-    case = tables.case_study(_preds(), per_level=1)
+    case = answers.case_study(_preds(), per_level=1)
     # Target 1's first fully-known probe of each level (Before recall 100): level 1 index 0, level 3 index 0.
     assert list(case.index.get_level_values("query")) == ["q10", "q30"]
     assert case.loc[(3, "q30", "Carrie"), "GA Full"] == "I don't know"
@@ -138,12 +139,12 @@ def test_behaviours_and_case_study():
     preds = _preds()
     neighbor = preds.assign(set="neighbor", prediction=preds["prediction"] + " (n)")
     both = pd.concat([preds, neighbor.query("level == 1")], ignore_index=True)
-    near = tables.case_study(both, per_level=1, split="neighbor")
+    near = answers.case_study(both, per_level=1, split="neighbor")
     assert list(near.index.get_level_values("query")) == ["q10"] and near.loc[(1, "q10", "Carrie"), "Before"] == "Carrie (n)"
 
 
 def test_scorer_sensitivity_counts_changed_probes():
-    table = tables.scorer_sensitivity(_preds())
+    table = answers.scorer_sensitivity(_preds())
     assert table.loc["Before", "probes"] == 6 and table.loc["Before", "changed"] == 1
     assert table.loc["Before", "mean abs diff"] == pytest.approx(5 / 6)
     # forget All per target, then over targets: rwku (350/5 + 60) / 2; rouge-score 5 points lower on target 1.
