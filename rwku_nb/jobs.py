@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 
 from .config import hparams_for, layer_window
+from .evaluation import identity_metrics
 from .methods import METHODS
 from .models import fingerprint, resolve_device, resolve_dtype
 
@@ -95,6 +96,9 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
                        "mia": mia, "utility": used_utility,
                        "utility_size": params["utility_size"] if used_utility else None},
     }
+    extra = identity_metrics()
+    if extra:  # metrics registered outside the package (built-in ones are covered by METRIC_VERSION)
+        out["evaluation"]["metrics"] = extra
     if spec.corpora:
         kinds = list(spec.corpora)
         corpus = {"kinds": kinds, "size": params["corpus_size"]}

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import RwkuError
+from .evaluation import missing_metrics
 from .jobs import METRIC_VERSION, SINGLE, Job, digest
 from .paths import atomic_write_json, results_dir, shown
 
@@ -67,10 +68,17 @@ def quarantine(path: Path, why: str) -> None:
 
 
 def is_finished(profile: str, model: str, job: Job) -> bool:
-    """Whether every target of `job` has its (readable) final result; curve points are written before it."""
+    """Whether every target of `job` has its final result, readable and holding every metric the registry
+    requires of it (rwku_nb.evaluation; a diverged run holds none); curve points are written before it. A
+    result that lacks one is moved aside with a warning and recomputed."""
     for t in job.targets:
         path = result_path(profile, model, job, t.index)
-        if not path.exists() or read_result(path) is None:
+        data = read_result(path) if path.exists() else None
+        if data is None:
+            return False
+        missing = [] if data["meta"].get("diverged") else missing_metrics(job.identity, data["rows"])
+        if missing:
+            quarantine(path, f"lacks the metric(s) {', '.join(missing)}")
             return False
     return True
 

@@ -70,7 +70,8 @@ def relearn_texts(source: str, target, forget, n: int) -> list[str]:
 
 def run_robust_job(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
     """Unlearn (as `runner._run_job_once` does), evaluate, attack, evaluate each attacked copy, restore."""
-    from .runner import _save, evaluate_target, prepare_variant, seed_everything, training_corpus
+    from .evaluation import evaluate_target
+    from .runner import _save, prepare_variant, seed_everything, training_corpus
 
     [target], spec = job.targets, METHODS[job.method]
     p = {**params, "utility": [params["robust_utility"]]}

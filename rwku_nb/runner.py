@@ -17,12 +17,11 @@ import pandas as pd
 import torch
 
 from . import distributed, injection, models, results, variants
-from . import utility as utility_metrics
 from .config import layer_variants, layer_window, load_profile, make_params
 from .corpus import generate_corpus, provided_corpus
 from .data import RWKU
 from .errors import RwkuError
-from .evaluate import evaluate_mia, evaluate_probes, summarize_probes
+from .evaluation import evaluate_target
 from .memorization import knowledge_ranking as rank_targets
 from .memorization import memorization_rows, wikitext
 from .methods import METHODS, Context
@@ -62,24 +61,6 @@ def training_corpus(model, tokenizer, target, kind: str, params: dict, label: st
         return provided_corpus(target, kind, params["corpus_size"])
     return generate_corpus(model, tokenizer, target, label, kind, params["corpus_size"],
                            params["corpus_max_new_tokens"], params["corpus_batch_size"], params["seed"])
-
-
-def evaluate_target(model, tokenizer, target, params: dict, icu: bool = False,
-                    mia: bool = True, utility: bool = False) -> tuple[list[dict], list[dict]]:
-    """(metric rows, per-probe predictions) of one target under the profile's evaluation settings:
-    forget/neighbor probes, then membership inference (`mia`) and the profile's utility sets (`utility`,
-    each capped at `utility_size` items)."""
-    preds = evaluate_probes(model, tokenizer, target, icu=icu, batch_size=params["eval_batch_size"],
-                            max_new_tokens=params["max_new_tokens"], stop=params["stop"])
-    rows = summarize_probes(preds, params["scorer"])
-    if mia:
-        rows += evaluate_mia(model, tokenizer, target, icu=icu, batch_size=params["mia_batch_size"])
-    if utility and params["utility"]:
-        sets = {name: utility_metrics.subset(target.utility(name), params["utility_size"])
-                for name in params["utility"]}
-        rows += utility_metrics.evaluate_utility(model, tokenizer, sets, icu_subject=target.name if icu else None,
-                                                 batch_size=params["utility_batch_size"])
-    return rows, preds
 
 
 def sweep_jobs(params: dict, mia: bool = True) -> list[Job]:

@@ -4,20 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .evaluation import table1_columns
 from .methods import METHODS
 from .paper import PAPER_MODELS, PAPER_TABLE1_LLAMA3, PAPER_TABLE3, REPORTED_LLAMA3, paper_model, paper_table1
 from .paths import atomic_write_text, figures_dir, shown
 from .results import SINGLE
 
-# (group, column) -> metric name in the results store.
-TABLE1_COLUMNS = {
-    ("Forget", "FB"): "forget_fb", ("Forget", "QA"): "forget_qa", ("Forget", "AA"): "forget_aa",
-    ("Forget", "All"): "forget_all",
-    ("Neighbor", "FB"): "neighbor_fb", ("Neighbor", "QA"): "neighbor_qa", ("Neighbor", "All"): "neighbor_all",
-    ("MIA", "FM"): "mia_fm_loss", ("MIA", "RM"): "mia_rm_loss",
-    ("Utility", "Gen"): "utility_mmlu", ("Utility", "Rea"): "utility_bbh", ("Utility", "Tru"): "utility_truthfulqa",
-    ("Utility", "Fac"): "utility_triviaqa", ("Utility", "Flu"): "utility_fluency",
-}
 VARIANT_LABELS = {"none": "", "full": "Full", "lora": "LoRA"}
 
 # Rows after the paper's: the newer baselines, then the seed-0 paper's methods.
@@ -138,8 +130,9 @@ def table1_ci(rows: pd.DataFrame, n_boot: int = 2000, level: float = 0.95, seed:
     rng = np.random.default_rng(seed)
     labels = [method_label(m, v) for m, v in zip(df["method"], df["variant"])]
     by_cell = df.assign(_label=labels).groupby(["_label", "metric"])["value"]
+    columns = table1_columns()
     for (label, metric), values in by_cell:
-        col = next((c for c, m in TABLE1_COLUMNS.items() if m == metric), None)
+        col = next((c for c, m in columns.items() if m == metric), None)
         if col is None or label not in out.index:
             continue
         v = values.to_numpy(dtype=float)
@@ -208,7 +201,8 @@ def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _wide(df: pd.DataFrame, labels, index) -> pd.DataFrame:
     """Mean over targets of each TABLE1 column, one row per label (each target counts once)."""
-    columns = pd.MultiIndex.from_tuples(TABLE1_COLUMNS)
+    metrics = table1_columns()
+    columns = pd.MultiIndex.from_tuples(metrics)
     if df.empty:
         names = [index] if isinstance(index, str) else index
         return pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=names) if len(names) > 1 else
@@ -216,7 +210,7 @@ def _wide(df: pd.DataFrame, labels, index) -> pd.DataFrame:
     df = df.assign(_label=labels(df))
     wide = df.pivot_table(index="_label", columns="metric", values="value", aggfunc="mean")
     out = pd.DataFrame(index=wide.index, columns=columns, dtype=float)
-    for col, metric in TABLE1_COLUMNS.items():
+    for col, metric in metrics.items():
         if metric in wide:
             out[col] = wide[metric]
     if isinstance(index, str):

@@ -1,8 +1,11 @@
-"""README "How it fits together": adding a method is one registered function, and it then runs through
-a sweep like the built-in ones and appears in Table 1 (here a toy method registered from the test)."""
+"""README "How it fits together": adding a method or a metric is one registered function, and it then runs
+through a sweep like the built-in ones and appears in Table 1 (here a toy method and a toy metric registered from
+the test)."""
 import pytest
 
-from rwku_nb import methods, runner, tables
+import numpy as np
+
+from rwku_nb import evaluation, methods, runner, tables
 from rwku_nb.config import make_params
 from rwku_nb.training import sequence_nll, text_examples, token_count
 
@@ -41,3 +44,37 @@ def test_a_method_registered_from_outside_runs_through_a_sweep_into_table1(toy_m
     keys = {j.method: j.key for j in runner.sweep_jobs(make_params(base))}
     other = {j.method: j.key for j in runner.sweep_jobs(make_params({**base, "repe_alpha": 2.0}))}
     assert other["before"] == keys["before"] and other["toy"] != keys["toy"]
+
+
+@pytest.fixture
+def toy_metric(monkeypatch):
+    """'forget_words': the mean number of words of the forget-probe answers, a column ("Toy", "Words")."""
+    monkeypatch.setitem(evaluation.METRICS, "forget_words", None)  # removed again after the test
+
+    @evaluation.register_metric("forget_words", "probes", {"forget_words": ("Toy", "Words")})
+    def compute(ev):
+        words = [len(p["prediction"].split()) for p in ev.predictions if p["set"] == "forget"]
+        return [{"metric": "forget_words", "value": float(np.mean(words)), "n": len(words)}]
+
+    return compute
+
+
+def test_a_metric_registered_from_outside_runs_through_a_sweep_into_table1(toy_metric, tmp_store, rwku, monkeypatch):
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    params = make_params({"profile": "toy", "model": "tiny-random", "inject": [], "targets": "1",
+                          "methods": ["before", "ga"], "variants": ["full"], "curve": False, "utility": [],
+                          "corpus_size": 2, "corpus_max_new_tokens": 8, "max_new_tokens": 4, "max_length": 32,
+                          "warmup_steps": 0, "hparams": {"ga": {"full": {"lr": 1e-2, "epochs": 1, "batch_size": 2}}}})
+    table = tables.table1(runner.run_sweep(params))
+    assert list(table.columns)[-1] == ("Toy", "Words")  # after the registered metrics' columns
+    preds = runner.sweep_predictions(params)
+    for method, label in (("before", "Before"), ("ga", "GA Full")):
+        forget = preds.query("method == @method and set == 'forget'")
+        assert table.loc[label, ("Toy", "Words")] == pytest.approx(forget["prediction"].str.split().str.len().mean())
+    # part of every job's identity: results computed without the metric are never taken for results with it
+    keys = {j.method: j.key for j in runner.sweep_jobs(params)}
+    with monkeypatch.context() as m:
+        m.delitem(evaluation.METRICS, "forget_words")
+        assert ("Toy", "Words") not in evaluation.table1_columns()
+        plain = {j.method: j.key for j in runner.sweep_jobs(params)}
+    assert plain["before"] != keys["before"] and plain["ga"] != keys["ga"]

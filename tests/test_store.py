@@ -59,6 +59,20 @@ def test_a_truncated_result_is_set_aside_and_recomputed(tmp_store, rwku, monkeyp
     assert path.with_name(path.name + ".corrupt").read_bytes() == good[: len(good) // 2]
 
 
+def test_a_result_lacking_a_required_metric_is_set_aside_and_recomputed(tmp_store, rwku, monkeypatch, counted):
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    first = runner.run_sweep(BASE)
+    path = results.stored("store-test", "tiny-random", "ga", "full", 1)
+    good = json.loads(path.read_text())
+    # as a result written by code that measured no utility: readable JSON, but not complete for this identity
+    partial = {**good, "rows": [r for r in good["rows"] if r["metric"] != "utility_mmlu"]}
+    path.write_text(json.dumps(partial))
+    with pytest.warns(UserWarning, match=r"target_001-\w+\.json lacks the metric\(s\) utility_mmlu; moved aside"):
+        again = runner.run_sweep(BASE)
+    assert counted[-1] == ("ga", "single") and len(counted) == 3  # only GA recomputed
+    assert json.loads(path.read_text()) == good and again.equals(first)
+
+
 def test_identity_holds_what_shapes_the_numbers_and_nothing_else(rwku, monkeypatch):
     monkeypatch.setenv("RWKU_DATA", str(rwku.root))
     [target] = __import__("rwku_nb.data", fromlist=["RWKU"]).RWKU(str(rwku.root)).select("1")
