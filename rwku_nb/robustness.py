@@ -28,7 +28,6 @@ from .data import RWKU
 from .errors import RwkuError
 from .jobs import ROBUST, Job, make_job
 from .memorization import wikitext
-from .methods import METHODS, Context
 from .quantize import quantize_model_
 from .training import sft_loss, text_examples, train
 
@@ -69,61 +68,49 @@ def relearn_texts(source: str, target, forget, n: int) -> list[str]:
 
 
 def run_robust_job(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
-    """Unlearn (as `runner._run_job_once` does), evaluate, attack, evaluate each attacked copy, restore."""
+    """Unlearn (the one job lifecycle, `lifecycle.unlearned`), evaluate, attack, evaluate each attacked copy."""
     from .evaluation import evaluate_target
-    from .runner import _save, prepare_variant, seed_everything, training_corpus
+    from .lifecycle import _save, training_corpus, unlearned
 
-    [target], spec = job.targets, METHODS[job.method]
+    [target] = job.targets
     p = {**params, "utility": [params["robust_utility"]]}
-    variants.restore_weights(model, original)
-    seed_everything(params["seed"])
-    corpora = [{kind: training_corpus(model, tokenizer, target, kind, params, label) for kind in spec.corpora}]
-    # the attacker's forget slice: the method's own positive corpus, else one written before unlearning
-    own = "positive" in corpora[0] or "forget" not in params["relearn_sources"]
-    written = [] if own else training_corpus(model, tokenizer, target, "positive", params, label)
-    seed_everything(params["seed"])
+
+    def attacker_corpus(corpora) -> list[str]:
+        # the attacker's forget slice, where the method trains on no positive corpus: one written before unlearning
+        if "positive" in corpora[0] or "forget" not in params["relearn_sources"]:
+            return []
+        return training_corpus(model, tokenizer, target, "positive", params, label)
 
     def forget() -> list[str]:
-        return corpora[0]["positive"] if "positive" in corpora[0] else written
+        return run.corpora[0]["positive"] if "positive" in run.corpora[0] else run.extra
 
     def evaluate(m) -> tuple:
         return evaluate_target(m, tokenizer, target, p, mia=False, utility=True)
 
     def store(setting: str, evaluated: tuple, info: dict) -> None:
-        _save(p, label, job, setting, target, *evaluated, info, corpora)
+        _save(p, label, job, setting, target, *evaluated, info, run.corpora)
 
-    ctx_model = prepare_variant(model, job.variant, params)
-    ctx = Context(ctx_model, tokenizer, [target], corpora, params, job.variant)
-    how, merged = {}, False
-    try:
-        how = spec.run(ctx)
+    with unlearned(model, tokenizer, original, job, params, label, before_training=attacker_corpus) as run:
         if job.variant == "lora":  # the attacks act on the weights: merge the adapters into them
-            flags = getattr(ctx_model, "_rwku_requires_grad", {})
-            ctx_model = ctx_model.merge_and_unload()
-            merged = True
-            for n, q in ctx_model.named_parameters():
+            flags = getattr(run.model, "_rwku_requires_grad", {})
+            run.model, run.merged = run.model.merge_and_unload(), True
+            for n, q in run.model.named_parameters():
                 q.requires_grad_(flags.get(n, True))
-        m = ctx_model
+        m = run.model
         m.eval()
         unattacked = evaluate(m)
-        unlearned = variants.snapshot_weights(m)
+        unlearned_weights = variants.snapshot_weights(m)
         for bits in params["quant_bits"]:
             quantize_model_(m, bits, params["quant_group_size"])
             store(f"{QUANT}-{bits}", evaluate(m), {"attack": QUANT, "bits": bits,
                                                    "group_size": params["quant_group_size"]})
-            variants.restore_weights(m, unlearned)
+            variants.restore_weights(m, unlearned_weights)
         for source in params["relearn_sources"]:
-            _relearn(m, tokenizer, source, relearn_texts(source, target, forget, params["relearn_size"]), params,
-                     lambda k, s=source: store(f"{RELEARN}-{s}-{k}", evaluate(m),
-                                               {"attack": RELEARN, "source": s, "steps": k}))
-            variants.restore_weights(m, unlearned)
-    finally:
-        if "detach" in how:
-            how["detach"]()
-        if ctx_model is not model and not merged:
-            variants.remove_lora(ctx_model)
-        variants.restore_weights(model, original)
-    store(ROBUST, unattacked, {**ctx.info, "attack": "none"})
+            _relearn(m, tokenizer, source, relearn_texts(source, target, forget, params["relearn_size"]),
+                     params, lambda k, s=source: store(f"{RELEARN}-{s}-{k}", evaluate(m),
+                                                       {"attack": RELEARN, "source": s, "steps": k}))
+            variants.restore_weights(m, unlearned_weights)
+    store(ROBUST, unattacked, {**run.ctx.info, "attack": "none"})
 
 
 def _relearn(model, tokenizer, source: str, texts: list[str], params: dict, at_step) -> None:

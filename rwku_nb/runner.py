@@ -1,5 +1,6 @@
-"""The sweeps. Every job starts from the original weights, unlearns, is evaluated, and is stored at once
-as one result file per evaluated target; a rerun skips finished jobs.
+"""The sweeps: which jobs each experiment asks for, run on one loaded model through the one job lifecycle
+(rwku_nb.lifecycle: from the original weights, unlearn, evaluate, store one result file per evaluated target);
+a rerun skips finished jobs.
 
 - `run_sweep`: single-target (Table 1): every target x (method, variant); with `curve`, trained methods
   are also evaluated after every epoch and RepE at every `repe_alphas` weight (trade-off curves).
@@ -9,32 +10,18 @@ as one result file per evaluated target; a rerun skips finished jobs.
 """
 from __future__ import annotations
 
-import copy
-import random
-
-import numpy as np
 import pandas as pd
-import torch
 
 from . import distributed, injection, models, results, variants
-from .config import layer_variants, layer_window, load_profile, make_params
-from .corpus import generate_corpus, provided_corpus
+from .config import layer_variants, load_profile, make_params
 from .data import RWKU
 from .errors import RwkuError
-from .evaluation import evaluate_target
-from .memorization import knowledge_ranking as rank_targets
-from .memorization import memorization_rows, wikitext
-from .methods import METHODS, Context
-from .progress import tqdm
 from .jobs import SINGLE, Job, data_identity, make_job, model_identity
-from .training import Diverged
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from .lifecycle import run_job
+from .memorization import knowledge_ranking as rank_targets
+from .memorization import memorization_rows
+from .methods import METHODS
+from .progress import tqdm
 
 
 def jobs(methods: list[str], variants: list[str]) -> list[tuple[str, str]]:
@@ -43,24 +30,6 @@ def jobs(methods: list[str], variants: list[str]) -> list[tuple[str, str]]:
     for method in methods:
         out += [(method, v) for v in variants] if METHODS[method].trains else [(method, "none")]
     return out
-
-
-def training_corpus(model, tokenizer, target, kind: str, params: dict, label: str) -> list:
-    """One training corpus of a target (at most `corpus_size` samples): its Wikipedia passages, generic
-    WikiText (`wikitext`), or positive/negative/reject samples generated zero-shot by the model named `label` (call before
-    unlearning) or read from the provided files."""
-    if kind == "passage":
-        texts = [r["text"] for r in target.passages]
-        if not texts:
-            raise RwkuError(f"Target {target.index} ({target.name}) has no passage.json: GA* (ga_passage) needs "
-                            "its Wikipedia passages. Drop ga_passage from the methods or pick a target that has them.")
-        return texts[: params["corpus_size"]]  # the official GA* uses them all; corpus_size caps CPU runs
-    if kind == "wikitext":  # generic text (RMU's retain text): the first corpus_size WikiText texts
-        return wikitext(params["corpus_size"])
-    if params["corpus"] == "provided":
-        return provided_corpus(target, kind, params["corpus_size"])
-    return generate_corpus(model, tokenizer, target, label, kind, params["corpus_size"],
-                           params["corpus_max_new_tokens"], params["corpus_batch_size"], params["seed"])
 
 
 def sweep_jobs(params: dict, mia: bool = True) -> list[Job]:
@@ -88,7 +57,8 @@ def run_sweep(params: dict | str, model_and_tokenizer=None, mia: bool = True) ->
 
 def _run_jobs(params: dict, model_and_tokenizer, mine: list[Job], desc: str, once=None) -> None:
     """Run this process's unfinished jobs on one loaded model, then wait for the other processes' shares.
-    `once`: what one attempt of a job does (default `_run_job_once`; rwku_nb.robustness passes its own)."""
+    `once`: what one attempt of a job does (default `lifecycle._run_job_once`; rwku_nb.robustness passes
+    its own, over the same `lifecycle.unlearned`)."""
     label = injection.model_label(params)
     done = distributed.agree([results.is_finished(params["profile"], label, j) for j in mine])
     todo = [job for job, finished in zip(mine, done) if not finished]  # sharded: process 0's view, for all
@@ -224,137 +194,6 @@ def ranking_key(params: dict) -> dict:
     """What shapes the knowledge ranking of every target (its cached_frame key)."""
     return {"table": "ranking", **model_identity(params, params["model"]),
             **data_identity(RWKU(params["data"]).select("all"))}
-
-
-def run_job(model, tokenizer, original, job: Job, params: dict, label: str, once=None) -> None:
-    """Unlearn the job's targets (one, or several at once) with its method from the original weights,
-    evaluate each target, store one result per target; with `curve`, also the per-epoch / per-alpha points.
-
-    Faults: a NaN or infinite training loss stores a 'diverged' result (metric `diverged`, n = the step)
-    and returns, so the sweep goes on; a device out-of-memory error restarts the job from the original
-    weights with every batch halved (gradient accumulation doubled, so the effective training batch
-    stays), down to batch size 1.
-    """
-    while True:
-        try:
-            return (once or _run_job_once)(model, tokenizer, original, job, params, label)
-        except Diverged as e:
-            for t in job.targets:
-                _save(params, label, job, job.setting, t, [{"metric": "diverged", "value": 1.0, "n": e.step}],
-                      [], {"diverged": {"step": e.step, "loss": e.loss}}, [])
-            tqdm.write(f"{job.method} {job.variant} diverged at step {e.step}; recorded, going on.")
-            return
-        except Exception as e:
-            # A sharded run cannot retry on one process alone (the others would wait in a collective):
-            # the error ends the launch, which stops every process.
-            if not models.is_out_of_memory(e) or distributed.sharded():
-                raise
-            models.free_memory()
-            smaller = _halved(params, job.method)
-            if smaller is None:
-                raise RwkuError(f"{job.method} {job.variant}: out of device memory even with every batch at 1. Use LoRA, "
-                                "a smaller max_length, or a device with more memory.") from e
-            tqdm.write(f"{job.method} {job.variant}: out of memory; retrying with batches halved.")
-            params = smaller
-
-
-def _halved(params: dict, method: str) -> dict | None:
-    """`params` with evaluation and `method`'s training batches halved (accumulation doubled), or None
-    when every batch is already 1."""
-    p = copy.deepcopy(params)
-    changed = False
-    for key in ("eval_batch_size", "mia_batch_size", "utility_batch_size"):
-        if p[key] > 1:
-            p[key], changed = p[key] // 2, True
-    per = p["hparams"].get(method, {})
-    if any(v["batch_size"] > 1 for v in per.values()):
-        for v in per.values():
-            v["batch_size"] = max(1, v["batch_size"] // 2)
-        p["grad_accum"] *= 2
-        changed = True
-    return p if changed else None
-
-
-def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str) -> None:
-    targets, method, variant, setting, mia = list(job.targets), job.method, job.variant, job.setting, job.mia
-    spec = METHODS[method]
-    variants.restore_weights(model, original)
-    seed_everything(params["seed"])
-    corpora = [{kind: training_corpus(model, tokenizer, t, kind, params, label) for kind in spec.corpora}
-               for t in targets]
-    seed_everything(params["seed"])
-    curve = params["curve"] and setting == SINGLE and not layer_window(variant)  # Table 1 runs only
-
-    def evaluate_all(m, how: dict, final: bool) -> dict:
-        # MIA and utility on the final model of a run that asks for them; curve points get probes only.
-        return {t.index: evaluate_target(m, tokenizer, t, params, icu=how.get("icu", False), mia=final and mia,
-                                         utility=final and mia and setting == SINGLE)
-                for t in targets}
-
-    def store(at_setting: str, evaluated: dict, info: dict) -> None:
-        for t in targets:
-            _save(params, label, job, at_setting, t, *evaluated[t.index], info, corpora)
-
-    ctx_model = prepare_variant(model, variant, params) if spec.trains else model
-
-    def on_epoch_end(epoch):
-        store(f"epoch-{epoch}", evaluate_all(ctx_model, {}, False), {"epoch": epoch})
-
-    ctx = Context(ctx_model, tokenizer, targets, corpora, params, variant, on_epoch_end if curve else None)
-    how = {}
-    try:
-        how = spec.run(ctx)
-        ctx_model.eval()
-        evaluated = evaluate_all(ctx_model, how, True)
-        if curve and "vector" in how:
-            _steering_curve(ctx_model, how, params, store, evaluate_all)
-    finally:
-        if "detach" in how:
-            how["detach"]()
-        if ctx_model is not model:
-            variants.remove_lora(ctx_model)
-        variants.restore_weights(model, original)
-    store(setting, evaluated, ctx.info)
-
-
-def _steering_curve(model, how: dict, params: dict, store, evaluate_all) -> None:
-    """RepE trade-off points: the same control vector added at each weight of `repe_alphas`."""
-    from .methods import repe
-
-    how["detach"]()  # the Table 1 weight's hook; each point attaches its own
-    for alpha in params["repe_alphas"]:
-        handle = repe.attach(model, how["vector"], how["layer"], alpha)
-        try:
-            evaluated = evaluate_all(model, {}, False)
-        finally:
-            handle.remove()
-        store(f"alpha-{alpha:g}", evaluated, {"alpha": alpha})
-
-
-def prepare_variant(model, variant: str, params: dict):
-    """The model a trained method changes: LoRA-wrapped, partially frozen ('layers-A-B') or all trainable."""
-    if variant == "lora":
-        return variants.add_lora(model, params["lora_r"], params["lora_alpha"], params["lora_dropout"],
-                               tuple(params["lora_target_modules"]))
-    for p in model.parameters():
-        p.requires_grad_(True)
-    window = layer_window(variant)
-    if window:
-        variants.trainable_layers(model, *window)
-    return model
-
-
-def _save(params, label, job: Job, setting, target, rows, preds, info, corpora) -> None:
-    meta = {"model": label, "base_model": params["model"], "knowledge": injection.knowledge(params),
-            "setting": setting, "method": job.method, "variant": job.variant,
-            "target_index": target.index, "target": target.name, "profile": params["profile"],
-            "corpus_sizes": {kind: sum(len(c[kind]) for c in corpora) for kind in (corpora[0] if corpora else {})},
-            "diverged": "diverged" in info, "key": job.key}
-    keys = ("model", "setting", "method", "variant", "target_index", "target")
-    tidy = [{**{k: meta[k] for k in keys}, **r} for r in rows]
-    if distributed.writes():
-        results.save_result(results.result_path(params["profile"], label, job, target.index, setting),
-                            job.identity, meta, tidy, preds, info)
 
 
 def as_params(params: dict | str) -> dict:

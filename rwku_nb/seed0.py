@@ -10,7 +10,7 @@ from itertools import islice
 import numpy as np
 import pandas as pd
 
-from . import distributed, injection, results, runner, selective, variants
+from . import distributed, injection, lifecycle, results, runner, selective, variants
 from . import utility as utility_metrics
 from .corpus import provided_corpus
 from .data import RWKU
@@ -151,8 +151,8 @@ def run_selective(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
                 loaded["original"] = variants.snapshot_weights(loaded["model"])
             model = loaded["model"]
             variants.restore_weights(model, loaded["original"])
-            runner.seed_everything(params["seed"])
-            trained = runner.prepare_variant(model, variant, params)
+            lifecycle.seed_everything(params["seed"])
+            trained = lifecycle.prepare_variant(model, variant, params)
             try:
                 history = selective.unlearn(trained, loaded["tok"], seqs, selective.plan(method, params), measure,
                                             stop, params["selective_lr"], params["selective_epochs"],

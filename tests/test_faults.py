@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from rwku_nb import results, runner
+from rwku_nb import evaluation, results, runner
 from rwku_nb.methods import ga
 
 
@@ -38,7 +38,7 @@ def test_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_store, rwku, monkeyp
 def test_out_of_memory_halves_batches_and_retries(tmp_store, rwku, monkeypatch):
     monkeypatch.setenv("RWKU_DATA", str(rwku.root))
     seen = {"eval": [], "train": []}
-    real_probes, real_loss = runner.evaluate_probes, ga.ga_loss
+    real_probes, real_loss = evaluation.evaluate_probes, ga.ga_loss
 
     def probes(model, tokenizer, target, batch_size=32, **kw):
         seen["eval"].append(batch_size)
@@ -52,7 +52,7 @@ def test_out_of_memory_halves_batches_and_retries(tmp_store, rwku, monkeypatch):
             raise RuntimeError("CUDA error: out of memory (injected)")
         return real_loss(model, batch)
 
-    monkeypatch.setattr(runner, "evaluate_probes", probes)
+    monkeypatch.setattr(evaluation, "evaluate_probes", probes)
     monkeypatch.setattr(ga, "ga_loss", loss)
     rows = runner.run_sweep(_params(methods=["ga"], eval_batch_size=16))
     assert seen["eval"] == [8, 4]  # training ran out first (16 -> 8, training batch 2 -> 1), then evaluation at 8
@@ -66,7 +66,7 @@ def test_out_of_memory_at_batch_one_is_a_clear_error(tmp_store, rwku, monkeypatc
     from rwku_nb.errors import RwkuError
 
     monkeypatch.setenv("RWKU_DATA", str(rwku.root))
-    monkeypatch.setattr(runner, "evaluate_probes", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
+    monkeypatch.setattr(evaluation, "evaluate_probes", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
     with pytest.raises(RwkuError, match="out of device memory even with every batch at 1"):
         runner.run_sweep(_params(methods=["before"]))
     assert not list((tmp_store / "results").rglob("*.json"))
