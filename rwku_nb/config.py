@@ -1,7 +1,7 @@
 """Profiles: one YAML file of plain values per hardware setting (params/<profile>.yaml), validated.
 
-A profile holds exactly the keys of `DEFAULTS`; an unknown key, or a value of the wrong type, is an
-error naming the file, the key and what was expected. Notebooks receive the same keys as papermill
+A profile holds only declared keys (rwku_nb.settings, and each method's own); an unknown key, or a value of
+the wrong type or out of range, is an error naming the file, the key and what was expected. Notebooks receive the same keys as papermill
 parameters and pass them back through `make_params`, so a notebook and a profile cannot drift apart.
 """
 from __future__ import annotations
@@ -12,13 +12,15 @@ from pathlib import Path
 
 import yaml
 
-from .defaults import _CHOICES, _POSITIVE, _TYPES, _UNSEEN, DEFAULT_HPARAMS, DEFAULTS, HPARAM_VARIANTS  # noqa: F401
+from .settings import HPARAM_VARIANTS, SETTINGS, defaults
 from .errors import RwkuError
 from .paths import REPO_ROOT
 
 PARAMS_DIR = REPO_ROOT / "params"
 
 _LAYERS_RE = re.compile(r"^layers-(\d+)-(\d+)$")
+# The unseen text of each kind of selective data (notebook 07's threshold).
+_UNSEEN = {"extraction": ("wikitext", "lambada"), "rwku": ("heldout", "counterfactual")}
 
 
 def profile_path(profile: str) -> Path:
@@ -81,18 +83,19 @@ def parse_overrides(text: str) -> dict:
 
 
 def make_params(values: dict, source: str = "parameters") -> dict:
-    """Defaults overlaid with `values`, validated; errors name `source` and the key."""
-    from .methods import METHODS  # registry; imported late to keep config free of torch imports
+    """Defaults overlaid with `values`, validated against the declared settings (rwku_nb.settings and each
+    method's own); errors name `source` and the key."""
+    from .methods import METHODS  # registry (its modules declare their keys); imported late: config needs no torch
 
-    unknown = sorted(set(values) - set(DEFAULTS))
+    unknown = sorted(set(values) - set(SETTINGS))
     if unknown:
         raise RwkuError(
-            f"{source}: unknown key(s) {unknown}. Valid keys: {', '.join(DEFAULTS)}. "
+            f"{source}: unknown key(s) {unknown}. Valid keys: {', '.join(SETTINGS)}. "
             "Fix the spelling or remove the key."
         )
-    params = copy.deepcopy(DEFAULTS)
+    params = defaults()
     for key, value in values.items():
-        expected = _TYPES[key]
+        expected = SETTINGS[key].types
         numeric = expected in (int, (int, float))
         if not isinstance(value, expected) or (numeric and isinstance(value, bool)):
             raise RwkuError(
@@ -100,22 +103,12 @@ def make_params(values: dict, source: str = "parameters") -> dict:
                 f"expected {_type_name(expected)}."
             )
         params[key] = value
-    for key in _POSITIVE:
-        if params[key] < 1:
-            raise RwkuError(f"{source}: key {key!r} has value {params[key]!r}; expected a positive whole number.")
-    params["inject_lr"] = _number(params["inject_lr"], float, f"{source}: key 'inject_lr'")
-    for key in ("inject_epochs", "inject_batch_size"):
-        _number(params[key], int, f"{source}: key {key!r}")
-    for key, choices in _CHOICES.items():
-        vals = params[key] if isinstance(params[key], list) else [params[key]]
-        for v in vals:
-            if v not in choices:
-                raise RwkuError(f"{source}: key {key!r} has value {v!r}; expected one of {list(choices)}.")
+    for key, setting in SETTINGS.items():
+        params[key] = _checked(params[key], key, setting, source)
     for v in params["variants"]:
         if v not in ("full", "lora") and not _LAYERS_RE.match(str(v)):
             raise RwkuError(f"{source}: key 'variants' has value {v!r}; expected 'full', 'lora' or "
                             "'layers-A-B' (train decoder layers A..B-1 only).")
-    _check_robustness(params, source)
     for key in ("methods", "batch_methods", "layer_methods", "robust_methods"):
         for m in params[key]:
             if m not in METHODS:
@@ -125,27 +118,31 @@ def make_params(values: dict, source: str = "parameters") -> dict:
             if key != "methods" and not METHODS[m].trains and not (key == "robust_methods" and m == "before"):
                 raise RwkuError(f"{source}: {key!r} lists {m!r}, which trains nothing; use trained methods "
                                 f"({_trained()}){' or before' if key == 'robust_methods' else ''}.")
-    for window in params["layer_windows"]:
-        if not (isinstance(window, list) and len(window) == 2 and all(_is_int(x) for x in window)
-                and 0 <= window[0] < window[1]):
-            raise RwkuError(f"{source}: 'layer_windows' entry {window!r} must be [start, stop] with 0 <= start < stop.")
     _check_selective(params, source)
-    for key in ("npo_beta", "dpo_beta", "simnpo_beta", "rmu_steering"):
-        if params[key] <= 0:
-            raise RwkuError(f"{source}: key {key!r} has value {params[key]!r}; expected a positive number.")
-    if params["rmu_alpha"] < 0 or (params["rmu_layer"] is not None and params["rmu_layer"] < 0):
-        raise RwkuError(f"{source}: keys 'rmu_alpha' ({params['rmu_alpha']!r}) and 'rmu_layer' "
-                        f"({params['rmu_layer']!r}) must not be negative.")
-    if params["utility_size"] is not None and params["utility_size"] < 1:
-        raise RwkuError(f"{source}: key 'utility_size' has value {params['utility_size']!r}; expected a positive "
-                        "whole number of items per utility set, or null for all of them.")
-    for size in params["batch_sizes"]:
-        if not _is_int(size) or size < 1:
-            raise RwkuError(f"{source}: 'batch_sizes' entry {size!r} must be a positive whole number.")
-    for alpha in params["repe_alphas"]:
-        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
-            raise RwkuError(f"{source}: 'repe_alphas' entry {alpha!r} must be a number.")
-    hp = copy.deepcopy(DEFAULT_HPARAMS)
+    params["hparams"] = _hparams(params, source)
+    return params
+
+
+def _checked(value, key: str, setting, source: str):
+    """One key's value checked against its declaration (positive, numeric, choices, its own check)."""
+    if setting.positive and value < 1:
+        raise RwkuError(f"{source}: key {key!r} has value {value!r}; expected a positive whole number.")
+    if setting.number and value is not None:
+        value = _number(value, setting.number, f"{source}: key {key!r}")
+    for v in (value if isinstance(value, list) else [value]) if setting.choices else ():
+        if v not in setting.choices:
+            raise RwkuError(f"{source}: key {key!r} has value {v!r}; expected one of {list(setting.choices)}.")
+    problem = setting.check(value) if setting.check else None
+    if problem:
+        raise RwkuError(f"{source}: {problem}")
+    return value
+
+
+def _hparams(params: dict, source: str) -> dict:
+    """Each method's declared hyperparameters (`register(..., hparams=...)`), the profile's `hparams` over them."""
+    from .methods import METHODS
+
+    hp = {m: copy.deepcopy(spec.hparams) for m, spec in METHODS.items() if spec.hparams}
     for method, per_variant in params["hparams"].items():
         if method not in METHODS or not METHODS[method].trains:
             raise RwkuError(f"{source}: hparams names {method!r}, which is not a trained method ({_trained()}).")
@@ -164,46 +161,15 @@ def make_params(values: dict, source: str = "parameters") -> dict:
     for method in params["methods"] + params["batch_methods"] + params["layer_methods"] + params["robust_methods"]:
         if METHODS[method].trains and method not in hp:
             raise RwkuError(f"{source}: method {method!r} needs hparams.{method}.full/lora (lr, epochs, batch_size).")
-    params["hparams"] = hp
-    return params
-
-
-def _check_robustness(params: dict, source: str) -> None:
-    """The attack keys: increasing positive step counts, bit widths 2..8."""
-    steps = params["relearn_steps"]
-    if not all(_is_int(k) and k >= 1 for k in steps) or steps != sorted(set(steps)):
-        raise RwkuError(f"{source}: key 'relearn_steps' has value {steps!r}; expected increasing positive whole "
-                        "numbers of steps, e.g. [5, 10, 20] (0, the unlearned model itself, is always evaluated).")
-    for bits in params["quant_bits"]:
-        if not _is_int(bits) or not 2 <= bits <= 8:
-            raise RwkuError(f"{source}: 'quant_bits' entry {bits!r} must be a whole number of bits from 2 to 8.")
-    params["relearn_lr"] = _number(params["relearn_lr"], float, f"{source}: key 'relearn_lr'")
+    return hp
 
 
 def _check_selective(params: dict, source: str) -> None:
-    """The seed-0 paper's keys: consistent data/unseen choice, thresholds in [0, 1], positive sizes."""
+    """The seed-0 paper's keys that depend on each other: the unseen text of the data, EL_n's n and the length."""
     data, unseen = params["selective_data"], params["selective_unseen"]
     if unseen not in _UNSEEN[data]:
         raise RwkuError(f"{source}: key 'selective_unseen' has value {unseen!r}; with selective_data {data!r} "
                         f"expected one of {list(_UNSEEN[data])}.")
-    for key in ("sga_gamma", "sga_stop", "tau_switch", "ta_gamma", "ta_switch"):
-        if not 0 <= params[key] <= 1:
-            raise RwkuError(f"{source}: key {key!r} has value {params[key]!r}; expected an MA between 0 and 1.")
-    stop = params["selective_stop"]
-    if isinstance(stop, bool) or (isinstance(stop, str) and stop != "unseen") or \
-            (not isinstance(stop, str) and not 0 <= stop <= 1):
-        raise RwkuError(f"{source}: key 'selective_stop' has value {stop!r}; expected 'unseen' or an MA in [0, 1].")
-    betas = params["selective_betas"]
-    if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
-                                  for b in betas):
-        raise RwkuError(f"{source}: key 'selective_betas' has value {betas!r}; expected two numbers in [0, 1).")
-    params["selective_lr"] = _number(params["selective_lr"], float, f"{source}: key 'selective_lr'")
-    for key in ("selective_length", "selective_epochs", "selective_batch_size", "el_n", "el_stride",
-                "ppl_max_length"):
-        _number(params[key], int, f"{source}: key {key!r}")
-    for key in ("selective_size", "ppl_size"):
-        if params[key] is not None:
-            _number(params[key], int, f"{source}: key {key!r}")
     if params["el_n"] >= params["selective_length"]:
         raise RwkuError(f"{source}: el_n {params['el_n']} must be smaller than selective_length "
                         f"{params['selective_length']} (EL_n needs suffixes of at least n tokens).")
@@ -224,10 +190,6 @@ def _number(value, kind, where: str):
     if number <= 0:
         raise RwkuError(f"{where}: got {value!r}; expected a positive number.")
     return number
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def layer_window(variant: str) -> tuple[int, int] | None:

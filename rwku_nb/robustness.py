@@ -26,6 +26,7 @@ import pandas as pd
 from . import injection, results, variants
 from .data import RWKU
 from .errors import RwkuError
+from .evaluation import UTILITY_COLUMNS
 from .jobs import ROBUST, Job, make_job
 from .memorization import wikitext
 from .quantize import quantize_model_
@@ -141,7 +142,7 @@ def attack_of(setting: str) -> tuple[str, str, int]:
 
 SOURCE_LABELS = {"forget": "Relearn on forget text", "passage": "Relearn on Wikipedia passages",
                  "wikitext": "Relearn on WikiText"}
-UTILITY_LABELS = {"mmlu": "Gen", "bbh": "Rea", "truthfulqa": "Tru", "triviaqa": "Fac", "fluency": "Flu"}
+UTILITY_LABELS = {metric.removeprefix("utility_"): column for metric, (_, column) in UTILITY_COLUMNS.items()}
 
 
 def points(rows: pd.DataFrame) -> pd.DataFrame:

@@ -60,7 +60,6 @@ Please briefly answer the following question:
 """
 FLUENCY_TEMPLATE = "Instruction: {}\n"
 _PUNCTUATION = frozenset(string.punctuation)
-UTILITY_NAMES = ("mmlu", "bbh", "truthfulqa", "triviaqa", "fluency")
 
 
 # --- prompts ---------------------------------------------------------------------------------------

@@ -108,3 +108,24 @@ def test_missing_and_broken_profile_files(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(RwkuError, match="bad.yaml: not valid YAML"):
         load_profile(str(bad))
+
+
+def test_defaults_and_method_settings_come_from_their_declarations():
+    from rwku_nb import methods, settings
+    from rwku_nb.methods import npo, rmu
+
+    params = make_params({})
+    assert set(params) == set(settings.SETTINGS)  # every key declared, each in one section
+    assert sorted(k for keys in settings.SECTIONS.values() for k in keys) == sorted(settings.SETTINGS)
+    assert settings.section_of("npo_beta") == "npo" and settings.section_of("max_new_tokens") == "evaluation"
+    # a method's own keys and hyperparameters, declared beside its code, are the defaults and its identity keys
+    assert params["npo_beta"] == 0.2 and methods.METHODS["npo"].args == ("npo_beta",)
+    assert params["hparams"]["npo"] == npo.HPARAMS and params["hparams"]["rmu"]["full"]["lr"] == 5e-5
+    assert set(methods.METHODS["rmu"].args) == {"rmu_layer", "rmu_steering", "rmu_alpha"}
+    assert methods.METHODS["repe"].args == ("repe_alpha", "repe_layer")  # repe_alphas: the curve's identity
+    assert rmu.run is methods.METHODS["rmu"].run
+    with pytest.raises(RwkuError, match=r"x.yaml: key 'rmu_alpha' has value -1; expected a number >= 0"):
+        make_params({"rmu_alpha": -1}, source="x.yaml")
+    with pytest.raises(RwkuError, match=r"reads profile key\(s\) \['no_such_key'\] that no module declares"):
+        methods.register("undeclared", "U", trains=False, args=("no_such_key",))
+    assert "undeclared" not in methods.METHODS

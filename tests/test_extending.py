@@ -5,25 +5,31 @@ import pytest
 
 import numpy as np
 
-from rwku_nb import evaluation, methods, runner, tables
+from rwku_nb import evaluation, methods, runner, settings, tables
+from rwku_nb.errors import RwkuError
 from rwku_nb.config import make_params
 from rwku_nb.training import sequence_nll, text_examples, token_count
 
 
 @pytest.fixture
 def toy_method(monkeypatch):
-    """'toy': gradient ascent with its loss scaled by a profile key it declares (repe_alpha, an existing
-    key: profiles accept no keys the defaults lack)."""
-    monkeypatch.setitem(methods.METHODS, "toy", None)  # removed again after the test
+    """'toy': gradient ascent with its loss scaled by a profile key it declares beside its code (`toy_scale`),
+    with default hyperparameters of its own."""
+    monkeypatch.setitem(methods.METHODS, "toy", None)  # removed again after the test, as its key below
 
-    @methods.register("toy", "Toy", trains=True, corpora=("positive",), args=("repe_alpha",))
+    @methods.register("toy", "Toy", trains=True, corpora=("positive",),
+                      settings={"toy_scale": settings.Setting(1.0, settings.NUMBER,
+                                                              check=settings.positive_number("toy_scale"))},
+                      hparams={"full": {"lr": 1e-2, "epochs": 1, "batch_size": 2}})
     def run(ctx):
-        loss = lambda m, b: -ctx.params["repe_alpha"] * sequence_nll(m, b).sum() / token_count(b).sum()
+        loss = lambda m, b: -ctx.params["toy_scale"] * sequence_nll(m, b).sum() / token_count(b).sum()
         ctx.train(text_examples(ctx.tokenizer, ctx.corpus["positive"], ctx.params["max_length"]), loss, "toy", "Toy")
         ctx.info["toy"] = True
         return {}
 
-    return run
+    yield run
+    settings.SETTINGS.pop("toy_scale")
+    settings.SECTIONS.pop("toy")
 
 
 def test_a_method_registered_from_outside_runs_through_a_sweep_into_table1(toy_method, tmp_store, rwku,
@@ -32,8 +38,7 @@ def test_a_method_registered_from_outside_runs_through_a_sweep_into_table1(toy_m
     base = {"profile": "toy", "model": "tiny-random", "inject": [], "targets": "1", "methods": ["before", "toy"],
             "variants": ["full", "lora"], "curve": False, "utility": ["mmlu"], "utility_size": 2, "corpus_size": 2,
             "corpus_max_new_tokens": 8, "max_new_tokens": 4, "max_length": 32, "warmup_steps": 0,
-            "hparams": {"toy": {"full": {"lr": 1e-2, "epochs": 1, "batch_size": 2},
-                            "lora": {"lr": 1e-2, "epochs": 1, "batch_size": 2}}}}
+            "hparams": {"toy": {"lora": {"lr": 1e-2, "epochs": 1, "batch_size": 2}}}}  # full: its own default
     rows = runner.run_sweep(make_params(base))
     table = tables.table1(rows)
     assert list(table.index) == ["Before", "Toy Full", "Toy LoRA"]
@@ -42,8 +47,15 @@ def test_a_method_registered_from_outside_runs_through_a_sweep_into_table1(toy_m
     assert fm["Toy Full"] != fm["Before"] and fm["Toy LoRA"] != fm["Before"]
     # its declared profile key is part of its identity: a changed value recomputes only the toy jobs
     keys = {j.method: j.key for j in runner.sweep_jobs(make_params(base))}
-    other = {j.method: j.key for j in runner.sweep_jobs(make_params({**base, "repe_alpha": 2.0}))}
+    other = {j.method: j.key for j in runner.sweep_jobs(make_params({**base, "toy_scale": 2.0}))}
     assert other["before"] == keys["before"] and other["toy"] != keys["toy"]
+    # validated from its declaration like every built-in key, with the same kind of error
+    with pytest.raises(RwkuError, match=r"x.yaml: key 'toy_scale' has value -1; expected a positive number"):
+        make_params({**base, "toy_scale": -1}, source="x.yaml")
+    with pytest.raises(RwkuError, match=r"x.yaml: key 'toy_scale' has value 'big' of type str; expected int or float"):
+        make_params({**base, "toy_scale": "big"}, source="x.yaml")
+    with pytest.raises(RwkuError, match="'toy_scale' is declared twice with different settings"):
+        settings.declare("elsewhere", toy_scale=settings.Setting(2.0, settings.NUMBER))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rwku_nb import utility
+from rwku_nb.schema import UTILITY_SETS
 
 
 def _official_next_token(model, tok, prompt, candidate_ids):
@@ -139,9 +140,9 @@ def test_subset_spreads_over_the_set():
 def test_evaluate_utility_reports_each_set_x100(tiny, rwku):
     model, tok = tiny
     target = rwku.target(1)
-    sets = {name: utility.subset(target.utility(name), 2) for name in utility.UTILITY_NAMES}
+    sets = {name: utility.subset(target.utility(name), 2) for name in UTILITY_SETS}
     rows = utility.evaluate_utility(model, tok, sets, batch_size=2)
-    assert [r["metric"] for r in rows] == [f"utility_{n}" for n in utility.UTILITY_NAMES]
+    assert [r["metric"] for r in rows] == [f"utility_{n}" for n in UTILITY_SETS]
     assert all(r["n"] == 2 for r in rows)
     mmlu, _ = utility.evaluate_mmlu(model, tok, sets["mmlu"], batch_size=2)
     assert rows[0]["value"] == pytest.approx(100 * mmlu)

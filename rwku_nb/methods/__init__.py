@@ -59,7 +59,8 @@ class Context:
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered method: name, table label, whether it changes weights, the corpora it trains on
-    (positive, negative, reject, passage, wikitext), and its entry point."""
+    (positive, negative, reject, passage, wikitext), its entry point, the profile keys it reads (its identity),
+    its default hyperparameters per variant and the fixed choices in its code that shape its numbers."""
 
     name: str
     label: str
@@ -68,19 +69,34 @@ class MethodSpec:
     corpora: tuple[str, ...] = ()
     args: tuple[str, ...] = ()  # the profile keys the method reads: part of its results' identity (rwku_nb.jobs)
     constants: dict = field(default_factory=dict)  # fixed choices in its code (prompt templates): identity too
+    hparams: dict = field(default_factory=dict)  # {variant: {lr, epochs, batch_size}}; profiles' hparams override
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
 def register(name: str, label: str, trains: bool, corpora: tuple[str, ...] = (), args: tuple[str, ...] = (),
-             constants: dict | None = None):
-    """Decorator adding a method's `run` function to the registry. `args`: every profile key the method
-    reads besides its hyperparameters (a changed value then gives a new result, never an old one);
-    `constants`: fixed choices in its code that shape its numbers (e.g. prompt templates), keyed the same way."""
+             constants: dict | None = None, settings: dict | None = None, hparams: dict | None = None):
+    """Decorator adding a method's `run` function to the registry.
+
+    `settings`: the profile keys the method owns, {name: settings.Setting} (declared here, beside its code: their
+    defaults, types and checks); `args`: keys it reads that others declared (e.g. shared by several methods).
+    Both become part of its results' identity (a changed value gives a new result, never an old one), except a
+    setting declared with identity=False. `constants`: fixed choices in its code that shape its numbers (e.g.
+    prompt templates), keyed the same way. `hparams`: its default lr, epochs and batch_size per variant
+    ("full", "lora", "batch": the batch-target setting), cited where they come from."""
+    from ..errors import RwkuError
+    from ..settings import SETTINGS, declare
+
+    own = declare(name, **(settings or {}))
+    undeclared = [k for k in args if k not in SETTINGS]
+    if undeclared:
+        raise RwkuError(f"method {name!r} reads profile key(s) {undeclared} that no module declares; declare them "
+                        "with register(..., settings={...}) or settings.declare.")
+    keys = tuple(k for k in own if SETTINGS[k].identity) + tuple(args)
 
     def wrap(fn):
-        METHODS[name] = MethodSpec(name, label, trains, fn, corpora, tuple(args), dict(constants or {}))
+        METHODS[name] = MethodSpec(name, label, trains, fn, corpora, keys, dict(constants or {}), dict(hparams or {}))
         return fn
 
     return wrap

@@ -8,6 +8,7 @@ import torch
 from ..models import padding_id
 from ..prompts import chat_prompt
 from ..training import collate, pair_examples, sequence_nll
+from ..settings import NUMBER, Setting, positive_number
 from . import register
 
 PROMPT = "{intro} Please write a short biography of {subject}."
@@ -47,7 +48,13 @@ def reference_logps(model, tokenizer, pairs) -> None:
             example.extra["ref_logp"] = -float(nll)
 
 
-@register("dpo", "DPO", trains=True, corpora=("positive", "negative"), args=("dpo_beta",))
+# Hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and hyperparameters");
+# `batch` is the batch-target setting (full fine-tuning). CPU profiles scale them for a 135M model.
+# DPO's official "2x4" (batch 2, 4 accumulation steps) is written as its effective batch of 8.
+@register("dpo", "DPO", trains=True, corpora=("positive", "negative"),
+          settings={"dpo_beta": Setting(0.1, NUMBER, check=positive_number("dpo_beta"))},  # official DPO beta
+          hparams={"full": {"lr": 5e-6, "epochs": 3, "batch_size": 8}, "lora": {"lr": 6e-5, "epochs": 3, "batch_size": 8},
+                   "batch": {"lr": 2e-6, "epochs": 2, "batch_size": 8}})
 def run(ctx) -> dict:
     """DPO towards counterfactual texts and away from the forget texts."""
     beta = ctx.params["dpo_beta"]

@@ -5,6 +5,7 @@ import torch
 
 from ..models import padding_id
 from ..training import collate, sequence_nll, text_examples
+from ..settings import NUMBER, Setting, positive_number
 from . import register
 
 
@@ -23,7 +24,14 @@ def reference_nll(model, tokenizer, examples) -> list[float]:
     return [float(sequence_nll(model, collate([e], pad_id, device))[0]) for e in examples]
 
 
-@register("npo", "NPO", trains=True, corpora=("positive",), args=("npo_beta",))
+# Hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and hyperparameters");
+# `batch` is the batch-target setting (full fine-tuning). CPU profiles scale them for a 135M model.
+HPARAMS = {"full": {"lr": 2e-6, "epochs": 3, "batch_size": 16}, "lora": {"lr": 5e-5, "epochs": 3, "batch_size": 16},
+           "batch": {"lr": 1e-6, "epochs": 2, "batch_size": 16}}
+
+
+@register("npo", "NPO", trains=True, corpora=("positive",), hparams=HPARAMS,
+          settings={"npo_beta": Setting(0.2, NUMBER, check=positive_number("npo_beta"))})  # official NPO beta
 def run(ctx) -> dict:
     """NPO on the target's forget corpus against the untouched model as reference."""
     beta = ctx.params["npo_beta"]

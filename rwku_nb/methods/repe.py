@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..variants import decoder_layers
+from ..settings import NUMBER, Setting
 from . import register
 
 NOVICE = "{intro} You don't know {target} at all.\nPlease feel free to fabricate information about {target}."
@@ -75,7 +76,16 @@ def layer_of(model, params: dict) -> int:
     return params["repe_layer"] if params["repe_layer"] is not None else n // 2
 
 
-@register("repe", "RepE", trains=False, corpora=("positive",), args=("repe_layer", "repe_alpha"),
+def _alphas(values):
+    bad = next((a for a in values if not isinstance(a, NUMBER) or isinstance(a, bool)), None)
+    return None if bad is None else f"'repe_alphas' entry {bad!r} must be a number."
+
+
+@register("repe", "RepE", trains=False, corpora=("positive",),
+          settings={"repe_alpha": Setting(1.0, NUMBER),  # steering weight of the Table 1 row (paper: 0.5, 1, 1.5)
+                    # the trade-off curve's weights: in the identity of curve runs (rwku_nb.jobs), not of the method
+                    "repe_alphas": Setting([0.5, 1.0, 1.5], list, check=_alphas, identity=False),
+                    "repe_layer": Setting(None, (int, type(None)))},  # decoder layer read and steered; None: the middle
           constants={"novice": NOVICE, "expert": EXPERT, "stimulus_tokens": STIMULUS_TOKENS})
 def run(ctx) -> dict:
     """Compute the control vector and attach it; the runner detaches it after evaluation."""

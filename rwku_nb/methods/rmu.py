@@ -23,6 +23,7 @@ from ..errors import RwkuError
 from ..models import padding_id
 from ..training import collate, text_examples
 from ..variants import decoder_layers
+from ..settings import NUMBER, Setting, positive_number
 from . import register
 
 # The MLP output projection of a decoder layer, by architecture (LLaMA/Mistral/Phi-3, GPT-Neo, OPT-style).
@@ -102,7 +103,18 @@ def frozen_activations(model, tokenizer, examples, layer: int) -> list[torch.Ten
             for e in examples]
 
 
-@register("rmu", "RMU", trains=True, corpora=("positive", "wikitext"), args=("rmu_layer", "rmu_steering", "rmu_alpha"))
+def _not_negative(key: str):
+    return lambda v: None if v is None or v >= 0 else f"key {key!r} has value {v!r}; expected a number >= 0."
+
+
+# The official WMDP Zephyr-7B run (module docstring): lr 5e-5 and batch 4, one pass over the corpus (its 150
+# batches of 4 ~ RWKU's 582 texts); the LoRA rate is rwku_nb's choice (no published LoRA RMU).
+@register("rmu", "RMU", trains=True, corpora=("positive", "wikitext"),
+          settings={"rmu_layer": Setting(None, (int, type(None)), check=_not_negative("rmu_layer")),  # None: 7/32 deep
+                    "rmu_steering": Setting(6.5, NUMBER, check=positive_number("rmu_steering")),  # official c
+                    "rmu_alpha": Setting(1200.0, NUMBER, check=_not_negative("rmu_alpha"))},  # official alpha
+          hparams={"full": {"lr": 5e-5, "epochs": 1, "batch_size": 4}, "lora": {"lr": 1e-4, "epochs": 1, "batch_size": 4},
+                   "batch": {"lr": 5e-5, "epochs": 1, "batch_size": 4}})
 def run(ctx) -> dict:
     """RMU on the target's forget corpus, WikiText as retain text."""
     p = ctx.params

@@ -10,7 +10,11 @@ def refusal_pairs(tokenizer, reject: list) -> list[tuple[str, str]]:
     return [(chat_prompt(tokenizer, q, answer_cue=False), f"{a}{tokenizer.eos_token}") for q, a in reject]
 
 
-@register("rt", "RT", trains=True, corpora=("reject",))
+# Hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and hyperparameters");
+# `batch` is the batch-target setting (full fine-tuning). CPU profiles scale them for a 135M model.
+@register("rt", "RT", trains=True, corpora=("reject",),
+          hparams={"full": {"lr": 4e-7, "epochs": 3, "batch_size": 8}, "lora": {"lr": 3e-5, "epochs": 3, "batch_size": 8},
+                   "batch": {"lr": 1e-7, "epochs": 1, "batch_size": 8}})
 def run(ctx) -> dict:
     """Fine-tune the model to refuse questions about the target."""
     pairs = refusal_pairs(ctx.tokenizer, ctx.corpus["reject"])

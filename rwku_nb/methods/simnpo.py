@@ -9,7 +9,8 @@ so the learning rates of the GPU profiles are NPO's (the same loss family), not 
 import torch
 
 from ..training import sequence_nll, text_examples, token_count
-from . import register
+from ..settings import NUMBER, Setting, positive_number
+from . import npo, register
 
 
 def simnpo_loss(model, batch, beta: float, gamma: float):
@@ -18,7 +19,9 @@ def simnpo_loss(model, batch, beta: float, gamma: float):
     return -(2.0 / beta) * torch.nn.functional.logsigmoid(beta * mean_nll - gamma).mean()
 
 
-@register("simnpo", "SimNPO", trains=True, corpora=("positive",), args=("simnpo_beta", "simnpo_gamma"))
+@register("simnpo", "SimNPO", trains=True, corpora=("positive",), hparams=npo.HPARAMS,  # NPO's (module docstring)
+          settings={"simnpo_beta": Setting(2.5, NUMBER, check=positive_number("simnpo_beta")),
+                    "simnpo_gamma": Setting(0.0, NUMBER)})
 def run(ctx) -> dict:
     """SimNPO on the target's forget corpus (no reference model)."""
     beta, gamma = ctx.params["simnpo_beta"], ctx.params["simnpo_gamma"]
