@@ -204,7 +204,7 @@ def hparams_for(params: dict, method: str, variant: str, n_targets: int = 1) -> 
     per = params["hparams"][method]
     if n_targets > 1 and "batch" in per and variant == "full":
         return dict(per["batch"])
-    return dict(per["full" if variant.startswith("layers-") else variant])
+    return dict(per["full" if layer_window(variant) else variant])
 
 
 def layer_variants(params: dict) -> list[str]:

@@ -136,6 +136,43 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
 
 
 @dataclass(frozen=True)
+class Point:
+    """Where a stored result belongs, as fields: `kind` ("single": Table 1; "batch": `value` targets unlearned at
+    once; "epoch": a curve point after epoch `value`; "alpha": RepE at weight `value`; "robust": the unattacked
+    robustness run; "quant": quantized to `value` bits; "relearn": after `value` steps on `source` text). `name`
+    is how result files and tidy rows spell it ("single", "batch-2", "epoch-1", "alpha-0.5", "quant-4",
+    "relearn-forget-2"); `Point.parse` reads it back: the one place either is done."""
+
+    kind: str
+    value: float | int | None = None
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.kind in (SINGLE, ROBUST):
+            return self.kind
+        if self.kind == "relearn":
+            return f"relearn-{self.source}-{self.value}"
+        return f"{self.kind}-{self.value:g}" if self.kind == "alpha" else f"{self.kind}-{self.value}"
+
+    @classmethod
+    def parse(cls, name: str) -> Point:
+        kind, *rest = name.split("-")
+        try:
+            if kind in (SINGLE, ROBUST) and not rest:
+                return cls(kind)
+            if kind == "relearn" and len(rest) == 2:
+                return cls(kind, int(rest[1]), rest[0])
+            if kind in ("batch", "epoch", "quant") and len(rest) == 1:
+                return cls(kind, int(rest[0]))
+            if kind == "alpha" and len(rest) == 1:
+                return cls(kind, float(rest[0]))
+        except ValueError:
+            pass
+        raise ValueError(f"not a result setting: {name!r}")
+
+
+@dataclass(frozen=True)
 class Job:
     """One unlearning run and its evaluation; `setting` is where its final results go ("single", "batch-N")."""
 
@@ -157,7 +194,7 @@ class Job:
 
 def experiment_of(setting: str) -> str:
     """The experiment of a job by where its final results go: "single", "robust", or "batch" ("batch-N")."""
-    return setting if setting in (SINGLE, ROBUST) else "batch"
+    return Point.parse(setting).kind
 
 
 def make_job(params: dict, label: str, targets, method: str, variant: str, setting: str, mia: bool) -> Job:

@@ -16,7 +16,7 @@ from .config import layer_window
 from .corpus import generate_corpus, provided_corpus
 from .errors import RwkuError
 from .evaluation import evaluate_target
-from .jobs import SINGLE, Job
+from .jobs import SINGLE, Job, Point
 from .memorization import wikitext
 from .methods import METHODS, Context
 from .progress import tqdm
@@ -153,7 +153,7 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
             _save(params, label, job, at_setting, t, *evaluated[t.index], info, run.corpora)
 
     def on_epoch_end(run: Run, epoch: int) -> None:
-        store(run, f"epoch-{epoch}", evaluate_all(run.model, {}, False), {"epoch": epoch})
+        store(run, Point("epoch", epoch).name, evaluate_all(run.model, {}, False), {"epoch": epoch})
 
     with unlearned(model, tokenizer, original, job, params, label, on_epoch_end if curve else None) as run:
         evaluated = evaluate_all(run.model, run.how, True)
@@ -174,7 +174,7 @@ def _steering_curve(run: Run, params: dict, store, evaluate_all) -> None:
             evaluated = evaluate_all(run.model, {}, False)
         finally:
             handle.remove()
-        store(run, f"alpha-{alpha:g}", evaluated, {"alpha": alpha})
+        store(run, Point("alpha", alpha).name, evaluated, {"alpha": alpha})
 
 
 def prepare_variant(model, variant: str, params: dict):

@@ -27,7 +27,7 @@ from . import injection, results, variants
 from .data import RWKU
 from .errors import RwkuError
 from .evaluation import UTILITY_COLUMNS
-from .jobs import ROBUST, Job, make_job
+from .jobs import ROBUST, Job, Point, make_job
 from .memorization import wikitext
 from .quantize import quantize_model_
 from .training import sft_loss, text_examples, train
@@ -103,12 +103,12 @@ def run_robust_job(model, tokenizer, original, job: Job, params: dict, label: st
         unlearned_weights = variants.snapshot_weights(m)
         for bits in params["quant_bits"]:
             quantize_model_(m, bits, params["quant_group_size"])
-            store(f"{QUANT}-{bits}", evaluate(m), {"attack": QUANT, "bits": bits,
+            store(Point(QUANT, bits).name, evaluate(m), {"attack": QUANT, "bits": bits,
                                                    "group_size": params["quant_group_size"]})
             variants.restore_weights(m, unlearned_weights)
         for source in params["relearn_sources"]:
             _relearn(m, tokenizer, source, relearn_texts(source, target, forget, params["relearn_size"]),
-                     params, lambda k, s=source: store(f"{RELEARN}-{s}-{k}", evaluate(m),
+                     params, lambda k, s=source: store(Point(RELEARN, k, s).name, evaluate(m),
                                                        {"attack": RELEARN, "source": s, "steps": k}))
             variants.restore_weights(m, unlearned_weights)
     store(ROBUST, unattacked, {**run.ctx.info, "attack": "none"})
@@ -134,10 +134,8 @@ def _relearn(model, tokenizer, source: str, texts: list[str], params: dict, at_s
 
 def attack_of(setting: str) -> tuple[str, str, int]:
     """(attack, source, amount) of a stored setting: ("none", "", 0), ("relearn", "forget", 5), ("quant", "", 4)."""
-    if setting == ROBUST:
-        return "none", "", 0
-    kind, *rest = setting.split("-")
-    return (kind, rest[0], int(rest[1])) if kind == RELEARN else (kind, "", int(rest[0]))
+    point = Point.parse(setting)
+    return ("none", "", 0) if point.kind == ROBUST else (point.kind, point.source, point.value)
 
 
 SOURCE_LABELS = {"forget": "Relearn on forget text", "passage": "Relearn on Wikipedia passages",

@@ -16,7 +16,7 @@ from . import distributed, injection, models, results, variants
 from .config import layer_variants, load_profile, make_params
 from .data import RWKU
 from .errors import RwkuError
-from .jobs import SINGLE, Job, data_identity, make_job, model_identity
+from .jobs import SINGLE, Job, Point, data_identity, make_job, model_identity
 from .lifecycle import run_job
 from .memorization import knowledge_ranking as rank_targets
 from .memorization import memorization_rows
@@ -106,7 +106,7 @@ def batch_jobs(params: dict) -> list[Job]:
         raise RwkuError(f"batch_sizes goes up to {max(params['batch_sizes'])} targets but batch_targets "
                         f"{params['batch_targets']!r} holds {len(pool)}; shrink batch_sizes or widen batch_targets.")
     label = injection.model_label(params)
-    return [make_job(params, label, pool[:n], m, params["batch_variant"], f"batch-{n}", False)
+    return [make_job(params, label, pool[:n], m, params["batch_variant"], Point("batch", n).name, False)
             for n in params["batch_sizes"] for m in params["batch_methods"]]
 
 

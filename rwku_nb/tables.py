@@ -8,7 +8,8 @@ from .evaluation import table1_columns
 from .methods import METHODS
 from .paper import PAPER_MODELS, PAPER_TABLE1_LLAMA3, PAPER_TABLE3, REPORTED_LLAMA3, paper_model, paper_table1
 from .paths import atomic_write_text, figures_dir, shown
-from .results import SINGLE
+from .config import layer_window
+from .jobs import SINGLE, Point
 
 VARIANT_LABELS = {"none": "", "full": "Full", "lora": "LoRA"}
 
@@ -152,16 +153,16 @@ def _table1_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def batch_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Batch-target results (paper Fig. 5): per (method, number of targets unlearned at once), the mean
     over those targets of each probe column."""
-    df = rows[rows["setting"].str.startswith("batch-")]
+    df = rows[rows["setting"].map(lambda s: Point.parse(s).kind == "batch").astype(bool)]
     out = _wide(df, lambda d: list(zip([method_label(m, "") for m in d["method"]],
-                                       d["setting"].str.removeprefix("batch-").astype(int))), ["Method", "Targets"])
+                                       [Point.parse(s).value for s in d["setting"]])), ["Method", "Targets"])
     return out.drop(columns=["MIA", "Utility"], level=0, errors="ignore").sort_index()
 
 
 def layer_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Partial-layer results (paper Fig. 7): per (method, trained layer window), mean over targets."""
-    df = rows[(rows["setting"] == SINGLE) & rows["variant"].str.startswith("layers-")]
-    windows = lambda d: [tuple(int(x) for x in v.split("-")[1:]) for v in d["variant"]]  # noqa: E731
+    df = rows[(rows["setting"] == SINGLE) & rows["variant"].map(lambda v: layer_window(v) is not None).astype(bool)]
+    windows = lambda d: [layer_window(v) for v in d["variant"]]  # noqa: E731
     out = _wide(df, lambda d: list(zip([method_label(m, "") for m in d["method"]],
                                        [f"{a}-{b - 1}" for a, b in windows(d)],
                                        [a for a, _ in windows(d)])), ["Method", "Layers", "_start"])
@@ -174,8 +175,10 @@ def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
     weight), the mean forget and neighbor 'All' over targets. A trained method's last epoch is its
     Table 1 result."""
     df = rows[rows["variant"].isin(list(VARIANT_LABELS))]
-    steps = df["setting"].str.extract(r"^(epoch|alpha)-(.+)$")
-    last = df.assign(_k=steps[0], _x=pd.to_numeric(steps[1]))
+    parsed = [Point.parse(s) for s in df["setting"]]
+    curve = [p.kind in ("epoch", "alpha") for p in parsed]
+    last = df.assign(_k=[p.kind if c else None for p, c in zip(parsed, curve)],
+                     _x=[float(p.value) if c else float("nan") for p, c in zip(parsed, curve)])
     # A trained run's final epoch = one past its last stored epoch point: a curve run stores a point after
     # every epoch training goes on from, so a trained run without points trained one epoch (epochs: 1, or
     # SGA/TAU stopping after the first) -- when the rows come from a curve run at all.

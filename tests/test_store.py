@@ -189,3 +189,16 @@ def test_a_local_model_directory_is_identified_by_its_content_not_its_path(rwku,
     changed, changed_weights = keys(ckpt)
     assert changed_weights != weights and not set(changed) & set(first)
     assert "weights" not in runner.sweep_jobs(make_params(BASE))[0].identity  # an alias is named by its id
+
+
+def test_a_result_setting_is_written_and_read_in_one_place():
+    from rwku_nb.jobs import Point
+
+    for name, point in [("single", Point("single")), ("batch-2", Point("batch", 2)), ("epoch-3", Point("epoch", 3)),
+                        ("alpha-0.5", Point("alpha", 0.5)), ("alpha-1", Point("alpha", 1.0)), ("robust", Point("robust")),
+                        ("quant-4", Point("quant", 4)), ("relearn-forget-2", Point("relearn", 2, "forget"))]:
+        assert point.name == name and Point.parse(name) == point
+    assert jobs.experiment_of("batch-10") == "batch" and jobs.experiment_of("single") == "single"
+    for bad in ("batch", "epoch-x", "relearn-2", "singles"):
+        with pytest.raises(ValueError, match="not a result setting"):
+            Point.parse(bad)
