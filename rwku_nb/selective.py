@@ -219,7 +219,7 @@ def _load(model, values: dict) -> None:
 
 def unlearn(model, tokenizer, seqs: list[list[int]], the_plan: Plan, measure, stop: float, lr: float,
             epochs: int, batch_size: int, betas=(0.9, 0.98), seed: int = 0, desc: str = "selective",
-            after_epoch=None) -> list[dict]:
+            after_epoch=None, grad_accum: int = 1) -> list[dict]:
     """Unlearn `seqs` in place following `the_plan`, evaluating after every epoch (and before the first).
 
     `measure(model) -> dict` must return at least {"ma": per-sequence MA array}; it runs on the model as it
@@ -262,8 +262,10 @@ def unlearn(model, tokenizer, seqs: list[list[int]], the_plan: Plan, measure, st
 
     model.eval()
     if not evaluate(0):
-        train(model, tokenizer, examples, loss_fn, lr, epochs, batch_size, warmup_steps=0, seed=seed, desc=desc,
-              on_epoch_end=evaluate, betas=betas, schedule="constant")
+        # the shared loop with the seed paper's fixed Adam learning rate (no warmup); `grad_accum` as every method
+        # has it (the OOM retry halves batches and doubles it)
+        train(model, tokenizer, examples, loss_fn, lr, epochs, batch_size, grad_accum, warmup_steps=0, seed=seed,
+              desc=desc, on_epoch_end=evaluate, betas=betas, schedule="constant")
         if not state["stopped"]:  # train() runs the hook after every epoch but the last
             evaluate(epochs)
     return history

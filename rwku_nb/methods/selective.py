@@ -21,7 +21,8 @@ def _make(method: str):
 
         history = selective.unlearn(ctx.model, tok, seqs, selective.plan(method, p), measure, p["sga_stop"],
                                     hp["lr"], hp["epochs"], hp["batch_size"], tuple(p["selective_betas"]),
-                                    p["seed"], desc=f"{method} {ctx.variant} {ctx.name}", after_epoch=ctx.on_epoch_end)
+                                    p["seed"], desc=f"{method} {ctx.variant} {ctx.name}", after_epoch=ctx.on_epoch_end,
+                                    grad_accum=p["grad_accum"])
         ctx.info["selective"] = [{"epoch": r["epoch"], "phase": r["phase"], "mean_ma": float(r["ma"].mean())}
                                  for r in history]
         return {}
