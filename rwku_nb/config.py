@@ -204,7 +204,11 @@ def hparams_for(params: dict, method: str, variant: str, n_targets: int = 1) -> 
     per = params["hparams"][method]
     if n_targets > 1 and "batch" in per and variant == "full":
         return dict(per["batch"])
-    return dict(per["full" if layer_window(variant) else variant])
+    key = "full" if layer_window(variant) else variant
+    if key not in per:
+        raise RwkuError(f"method {method!r} has no hyperparameters for variant {key!r}; add hparams.{method}.{key} "
+                        "(lr, epochs, batch_size) to the profile.")
+    return dict(per[key])
 
 
 def layer_variants(params: dict) -> list[str]:

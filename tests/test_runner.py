@@ -1,4 +1,5 @@
 """The sweep end to end on the tiny model: results stored per (method, variant, target), resumed."""
+import dataclasses
 import json
 
 import pytest
@@ -131,7 +132,7 @@ def test_batch_target_unlearns_the_union_and_reports_every_target(tmp_store, rwk
         seen.append(([t.index for t in ctx.targets], len(ctx.corpus["positive"]), ctx.hparams("ga")))
         return real(ctx)
 
-    monkeypatch.setitem(runner.METHODS, "ga", runner.METHODS["ga"].__class__("ga", "GA", True, spy, ("positive",)))
+    monkeypatch.setitem(runner.METHODS, "ga", dataclasses.replace(runner.METHODS["ga"], run=spy))
     hp = {"ga": {"batch": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}
     rows = runner.run_batch(_params(batch_targets=[1, 2], batch_sizes=[1, 2], batch_methods=["ga"], hparams=hp))
     assert seen[0][0] == [1] and seen[1][0] == [1, 2]
