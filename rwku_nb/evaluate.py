@@ -20,8 +20,8 @@ from .metrics import (
     token_statistics,
 )
 from .models import padding_id
-from .progress import tqdm
 from .prompts import probe_prompt
+from .scoring import forward_batches
 
 LEVEL_NAMES = {1: "FB", 2: "QA", 3: "AA"}
 PROBE_SETS = (("forget", 1), ("forget", 2), ("forget", 3), ("neighbor", 1), ("neighbor", 2))
@@ -102,23 +102,13 @@ def _mia_texts(rows: list[dict], icu_subject: str | None) -> list[str]:
 @torch.no_grad()
 def mia_member_scores(model, tokenizer, texts: list[str], batch_size: int = 8, desc: str = "mia") -> list[dict]:
     """Official per-text MIA scores (loss, zlib, mink_r, mink++_r), batched by similar length."""
-    device = next(model.parameters()).device
+    if not texts:
+        return []
     encoded = [tokenizer(t)["input_ids"] for t in texts]  # = tokenizer.encode(text), as the official code
-    order = sorted(range(len(texts)), key=lambda i: (len(encoded[i]), i))
-    pad_id = padding_id(tokenizer)
     scores: list[dict | None] = [None] * len(texts)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        rows = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):  # right padding: real tokens never attend to pads
-            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-            mask[r, : len(encoded[i])] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        for r, (lp, mu, var) in enumerate(token_statistics(logits, ids, mask)):
-            scores[rows[r]] = mia_scores(lp, mu, var, texts[rows[r]])
+    for batch in forward_batches(model, encoded, padding_id(tokenizer), batch_size, key=len, desc=desc):
+        for r, (lp, mu, var) in enumerate(token_statistics(batch.logits, batch.input_ids, batch.attention_mask)):
+            scores[batch.rows[r]] = mia_scores(lp, mu, var, texts[batch.rows[r]])
     return scores
 
 

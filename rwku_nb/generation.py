@@ -21,12 +21,12 @@ from the batch (and from the cache) at every step.
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache
 
 from . import distributed
 from .errors import RwkuError
 from .models import padding_id
 from .progress import tqdm
+from .scoring import common_prefix_length, expand_cache, prefix_cache
 
 STOP_MODES = ("newline", "official", "eos")
 
@@ -125,7 +125,7 @@ def greedy_generate(
     # Every probe prompt starts with the same chat-template tokens, and prompts of one template share
     # more: order by the first tokens after the global prefix, then by length, so that each batch has a
     # long common prefix (run once, its key/value cache reused by every row) and little padding.
-    n_global = _common_prefix_length(encoded)
+    n_global = common_prefix_length(encoded)
     order = sorted(range(len(prompts)), key=lambda i: (encoded[i][n_global : n_global + 8], len(encoded[i]), i))
     pad_id = padding_id(tokenizer)
     outputs: list[list[int]] = [[] for _ in prompts]
@@ -133,9 +133,9 @@ def greedy_generate(
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         # Keep at least one token per prompt for the batched prefill.
-        n_prefix = _common_prefix_length([encoded[i] for i in rows]) if share_prefix else 0
+        n_prefix = common_prefix_length([encoded[i] for i in rows]) if share_prefix else 0
         n_prefix = min(n_prefix, min(len(encoded[i]) for i in rows) - 1)
-        prefix_kv = _prefix_cache(model, encoded[rows[0]][:n_prefix], device) if n_prefix > 0 else None
+        prefix_kv = prefix_cache(model, encoded[rows[0]][:n_prefix], device) if n_prefix > 0 else None
         suffixes = [encoded[i][n_prefix:] for i in rows]
         width = max(len(x) for x in suffixes)
         input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -146,7 +146,7 @@ def greedy_generate(
             attention[r, n_prefix + width - len(ids) :] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
         position = (attention.cumsum(-1) - 1).clamp(min=0)[:, n_prefix:]
-        cache = _expand_cache(prefix_kv, len(rows)) if prefix_kv else None
+        cache = expand_cache(prefix_kv, len(rows)) if prefix_kv else None
         # Only the last position's logits are needed to pick the first new token.
         out = model(input_ids=input_ids, attention_mask=attention, position_ids=position,
                     past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -189,30 +189,6 @@ def greedy_generate(
         bar.update(len(rows))
     bar.close()
     return [_decode(tokenizer, encoded[i], outputs[i], stop_ids, stop) for i in range(len(prompts))]
-
-
-def _common_prefix_length(sequences: list[list[int]]) -> int:
-    """Length of the longest token prefix shared by all sequences."""
-    first, n = sequences[0], min(len(s) for s in sequences)
-    for j in range(n):
-        if any(s[j] != first[j] for s in sequences):
-            return j
-    return n
-
-
-def _prefix_cache(model, prefix_ids: list[int], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per-layer (key, value) tensors of one prefix, shape [1, heads, P, head_dim]."""
-    ids = torch.tensor([prefix_ids], device=device)
-    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
-    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-
-
-def _expand_cache(prefix_kv, n: int) -> DynamicCache:
-    """A fresh cache holding the prefix for `n` rows."""
-    cache = DynamicCache()
-    for layer, (k, v) in enumerate(prefix_kv):
-        cache.update(k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous(), layer)
-    return cache
 
 
 def _extra_eos(model) -> list[int]:

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import scoring
 from .corpus import provided_corpus
 from .errors import RwkuError
 from .models import padding_id
 from .paths import extraction_dir
 from .progress import tqdm
 from .prompts import probe_prompt
-from .training import Example, collate, pair_examples
+from .training import Example, pair_examples
 
 # Text kinds of Fig. 1, from most to least connected to the target.
 KINDS = ("passage", "forget member", "retain member", "counterfactual", "generic")
@@ -29,22 +30,20 @@ def token_stats(model, tokenizer, examples: list[Example], batch_size: int = 8, 
     """Per example: (mean NLL, EM) over its scored next tokens (labels_mask, or every token after the
     first). Returns two float arrays."""
     model.eval()
-    device = next(model.parameters()).device
-    pad = padding_id(tokenizer)
     nll, em = np.zeros(len(examples)), np.zeros(len(examples))
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        rows = order[start : start + batch_size]
-        batch = collate([examples[i] for i in rows], pad, device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        labels = batch["labels"][:, 1:]
+    if not examples:
+        return nll, em
+    sequences = [e.input_ids for e in examples]
+    for batch in scoring.forward_batches(model, sequences, padding_id(tokenizer), batch_size, key=len, desc=desc):
+        logits = batch.logits.float()
+        labels = scoring.labels(batch, [e.labels_mask for e in examples])[:, 1:]
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
         scored = labels != -100
         safe = labels.clamp(min=0)
         token_nll = -logprobs.gather(-1, safe[..., None])[..., 0]
         correct = logits[:, :-1].argmax(-1) == safe
         n = scored.sum(-1).clamp(min=1)
-        for r, i in enumerate(rows):
+        for r, i in enumerate(batch.rows):
             nll[i] = float((token_nll[r] * scored[r]).sum() / n[r])
             em[i] = float((correct[r] & scored[r]).sum() / n[r])
     return nll, em

@@ -77,7 +77,12 @@ def collate(examples: list[Example], pad_id: int, device) -> dict:
 def sequence_nll(model, batch: dict) -> torch.Tensor:
     """Summed next-token NLL per sequence over scored tokens, shape [B]."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
+    return summed_nll(logits, batch["labels"])
+
+
+def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed next-token NLL per row of logits [B, L, V] over targets labels [B, L] (-100: not scored), shape [B]."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
     nll = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).clamp(min=0), reduction="none"
     ).view(labels.shape)

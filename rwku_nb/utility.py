@@ -16,10 +16,11 @@ from collections import Counter, defaultdict
 import torch
 
 from .errors import RwkuError
-from .generation import _common_prefix_length, _expand_cache, _prefix_cache, greedy_generate
+from .generation import greedy_generate
 from .models import padding_id
 from .progress import tqdm
 from .prompts import ICU_TEMPLATE
+from .scoring import forward_batches
 
 MMLU_LETTERS = "ABCD"
 MMLU_HEADER = "The following are multiple choice questions (with answers) about {}.\n\n"
@@ -212,33 +213,18 @@ def completion_logprobs(model, tokenizer, prompt: str, completions: list[str], b
 def _forward(model, tokenizer, prompts, tails, batch_size, desc, encoded: bool = False):
     """Run prompt+tail rows with a per-batch shared prefix; returns (last-prompt-token log-probs [N, V]
     when tails are empty, else None; summed tail log-probs per row)."""
-    device = next(model.parameters()).device
     ids = prompts if encoded else [tokenizer(p)["input_ids"] for p in prompts]
     rows_all = [list(h) + list(t) for h, t in zip(ids, tails)]
-    order = sorted(range(len(rows_all)), key=lambda i: (rows_all[i][:64], len(rows_all[i])))
-    pad = padding_id(tokenizer)
     last = [None] * len(rows_all)
     sums = [0.0] * len(rows_all)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        rows = order[start : start + batch_size]
-        seqs = [rows_all[i] for i in rows]
-        n_prefix = min(_common_prefix_length(seqs), min(len(ids[i]) for i in rows) - 1)
-        prefix_kv = _prefix_cache(model, seqs[0][:n_prefix], device) if n_prefix > 0 else None
-        suffixes = [s[n_prefix:] for s in seqs]
-        width = max(len(s) for s in suffixes)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), n_prefix + width), dtype=torch.long)
-        attention[:, :n_prefix] = 1
-        for r, s in enumerate(suffixes):  # right padding: row r's tokens sit at suffix positions 0..len-1
-            input_ids[r, : len(s)] = torch.tensor(s)
-            attention[r, n_prefix : n_prefix + len(s)] = 1
-        position = (torch.arange(width) + n_prefix).expand(len(rows), -1)
-        cache = _expand_cache(prefix_kv, len(rows)) if prefix_kv else None
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                       position_ids=position.to(device), past_key_values=cache, use_cache=cache is not None).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        for r, i in enumerate(rows):
-            p_end = len(ids[i]) - n_prefix  # position after the prompt's last token, in suffix coordinates
+    # Rows of one few-shot context sort together (first 64 tokens), so a batch shares a long prefix; the
+    # prefix stops before the prompt's last token, whose logits predict the first answer/tail token.
+    batches = forward_batches(model, rows_all, padding_id(tokenizer), batch_size, key=lambda s: (s[:64], len(s)),
+                              shared_prefix=True, min_suffix=[len(t) + 1 for t in tails], desc=desc)
+    for batch in batches:
+        logprobs = torch.log_softmax(batch.logits.float(), dim=-1)
+        for r, i in enumerate(batch.rows):
+            p_end = len(ids[i]) - batch.n_prefix  # position after the prompt's last token, in suffix coordinates
             if not tails[i]:
                 last[i] = logprobs[r, p_end - 1].cpu()
             else:

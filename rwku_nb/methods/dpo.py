@@ -7,8 +7,9 @@ import torch
 
 from ..models import padding_id
 from ..prompts import chat_prompt
-from ..training import collate, pair_examples, sequence_nll
+from ..scoring import forward_batches, labels
 from ..settings import NUMBER, Setting, positive_number
+from ..training import collate, pair_examples, sequence_nll, summed_nll
 from . import register
 
 PROMPT = "{intro} Please write a short biography of {subject}."
@@ -40,12 +41,17 @@ def collate_pairs(pairs, pad_id: int, device) -> dict:
 @torch.no_grad()
 def reference_logps(model, tokenizer, pairs) -> None:
     """Store each sequence's summed response log-prob under `model` as it is now (the reference)."""
-    device = next(model.parameters()).device
     model.eval()
-    for pair in pairs:
-        batch = collate(list(pair), padding_id(tokenizer), device)
-        for example, nll in zip(pair, sequence_nll(model, batch)):
-            example.extra["ref_logp"] = -float(nll)
+    examples = [example for pair in pairs for example in pair]  # chosen, rejected, chosen, ...
+    if not examples:
+        return
+    # One pair per forward pass (chosen row, then rejected), as DPO always computed its references:
+    # another batch composition would change the float rounding of the stored log-probs.
+    for batch in forward_batches(model, [e.input_ids for e in examples], padding_id(tokenizer), 2, key=None,
+                                 desc="DPO reference"):
+        nll = summed_nll(batch.logits, labels(batch, [e.labels_mask for e in examples]))
+        for i, value in zip(batch.rows, nll):
+            examples[i].extra["ref_logp"] = -float(value)
 
 
 # Hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and hyperparameters");

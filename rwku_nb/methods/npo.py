@@ -4,8 +4,9 @@ reference = the frozen original model (its NLLs are computed once, before traini
 import torch
 
 from ..models import padding_id
-from ..training import collate, sequence_nll, text_examples
+from ..scoring import forward_batches, labels
 from ..settings import NUMBER, Setting, positive_number
+from ..training import sequence_nll, summed_nll, text_examples
 from . import register
 
 
@@ -18,10 +19,17 @@ def npo_loss(model, batch, beta: float):
 @torch.no_grad()
 def reference_nll(model, tokenizer, examples) -> list[float]:
     """Summed NLL of each example under `model` as it is now (the reference)."""
-    pad_id = padding_id(tokenizer)
-    device = next(model.parameters()).device
     model.eval()
-    return [float(sequence_nll(model, collate([e], pad_id, device))[0]) for e in examples]
+    out = [0.0] * len(examples)
+    if not examples:
+        return out
+    # One example per forward pass, as NPO always computed its references: padding would change the
+    # float rounding of the stored NLLs, and with them every NPO result.
+    for batch in forward_batches(model, [e.input_ids for e in examples], padding_id(tokenizer), 1, key=None,
+                                 desc="NPO reference"):
+        nll = summed_nll(batch.logits, labels(batch, [e.labels_mask for e in examples]))
+        out[batch.rows[0]] = float(nll[0])
+    return out
 
 
 # Hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and hyperparameters");

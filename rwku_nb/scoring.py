@@ -1,0 +1,117 @@
+"""The one scoring core: every no-grad forward pass that scores given tokens (MIA, memorization NLL/EM,
+utility log-probs, the NPO/DPO reference log-probs) runs through `forward_batches`, which orders the
+sequences, right-pads each batch and, when asked, runs the prefix a batch shares once and reuses its
+key/value cache. Greedy generation (rwku_nb.generation) shares the prefix-cache helpers.
+
+Numbers: a row's logits depend on its batch (padding width, batch size) only through float rounding, so
+callers that must reproduce stored results keep the batch size and order they always used.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, NamedTuple
+
+import torch
+from transformers import DynamicCache
+
+from .errors import RwkuError
+from .progress import tqdm
+
+
+class Batch(NamedTuple):
+    """One forward pass over some of the sequences; positions are counted after the shared prefix."""
+
+    rows: list[int]  # input index of each batch row
+    logits: torch.Tensor  # [B, W, V] in the model's dtype; W = longest row minus n_prefix
+    input_ids: torch.Tensor  # [B, W] each row's tokens after the prefix, right-padded with pad_id
+    attention_mask: torch.Tensor  # [B, n_prefix + W], 1 on real tokens (the prefix included)
+    n_prefix: int  # tokens of the prefix shared by the batch (0 unless shared_prefix)
+
+
+@torch.no_grad()
+def forward_batches(model, sequences: list[list[int]], pad_id: int, batch_size: int,
+                    key: Callable[[list[int]], Any] | None = len, shared_prefix: bool = False,
+                    min_suffix: int | list[int] = 1, desc: str = "score") -> Iterator[Batch]:
+    """Yield a `Batch` per `batch_size` sequences taken in `key` order (stable; None: input order).
+
+    With `shared_prefix`, the tokens every row of a batch starts with run once and their key/value cache
+    is reused by the rows; the prefix never covers a row's last `min_suffix` tokens (an int, or one per
+    sequence), the positions whose logits the caller reads.
+    """
+    needed = [min_suffix] * len(sequences) if isinstance(min_suffix, int) else list(min_suffix)
+    _check(sequences, batch_size, needed)
+    device = next(model.parameters()).device
+    order = list(range(len(sequences)))
+    if key is not None:  # sorted() is stable: equal keys keep input order
+        order.sort(key=lambda i: key(sequences[i]))
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        rows = order[start : start + batch_size]
+        n_prefix = 0
+        if shared_prefix:
+            n_prefix = min(common_prefix_length([sequences[i] for i in rows]),
+                           min(len(sequences[i]) - needed[i] for i in rows))
+        prefix_kv = prefix_cache(model, sequences[rows[0]][:n_prefix], device) if n_prefix > 0 else None
+        suffixes = [sequences[i][n_prefix:] for i in rows]
+        width = max(len(s) for s in suffixes)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), n_prefix + width), dtype=torch.long)
+        attention[:, :n_prefix] = 1
+        for r, s in enumerate(suffixes):  # right padding: a row's tokens keep positions 0..n-1, none sees a pad
+            input_ids[r, : len(s)] = torch.tensor(s)
+            attention[r, n_prefix : n_prefix + len(s)] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        extra = {}
+        if shared_prefix:  # positions continue after the cached prefix; a plain pass keeps the model's defaults
+            cache = expand_cache(prefix_kv, len(rows)) if prefix_kv else None
+            extra = {"position_ids": (torch.arange(width, device=device) + n_prefix).expand(len(rows), -1),
+                     "past_key_values": cache, "use_cache": cache is not None}
+        logits = model(input_ids=input_ids, attention_mask=attention, **extra).logits
+        yield Batch(rows, logits, input_ids, attention, n_prefix)
+
+
+def _check(sequences: list[list[int]], batch_size: int, needed: list[int]) -> None:
+    if not sequences:
+        raise RwkuError("forward_batches: no sequences to score (an empty list); callers return early on "
+                        "empty input, so this is a caller bug.")
+    if batch_size < 1:
+        raise RwkuError(f"forward_batches: batch_size must be >= 1, got {batch_size}")
+    if len(needed) != len(sequences):
+        raise RwkuError(f"forward_batches: {len(needed)} min_suffix values for {len(sequences)} sequences")
+    for i, (s, n) in enumerate(zip(sequences, needed)):
+        if len(s) < max(n, 1):
+            raise RwkuError(f"forward_batches: sequence {i} has {len(s)} tokens, fewer than the {max(n, 1)} "
+                            "it must keep after the shared prefix (min_suffix); nothing to score there.")
+
+
+def labels(batch: Batch, masks: list[list[int] | None]) -> torch.Tensor:
+    """Targets [B, W] as training.collate builds them: the tokens, -100 on padding and where the row's
+    mask (one per input sequence, over all its tokens; None: every token scored) is 0."""
+    keep = batch.attention_mask[:, batch.n_prefix :].bool()
+    for r, i in enumerate(batch.rows):
+        if masks[i] is not None:
+            mask = masks[i][batch.n_prefix :]
+            keep[r, : len(mask)] &= torch.tensor(mask, device=keep.device) != 0
+    return batch.input_ids.masked_fill(~keep, -100)
+
+
+def common_prefix_length(sequences: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by all sequences."""
+    first, n = sequences[0], min(len(s) for s in sequences)
+    for j in range(n):
+        if any(s[j] != first[j] for s in sequences):
+            return j
+    return n
+
+
+def prefix_cache(model, prefix_ids: list[int], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (key, value) tensors of one prefix, shape [1, heads, P, head_dim]."""
+    ids = torch.tensor([prefix_ids], device=device)
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
+    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+
+def expand_cache(prefix_kv, n: int) -> DynamicCache:
+    """A fresh cache holding the prefix for `n` rows."""
+    cache = DynamicCache()
+    for layer, (k, v) in enumerate(prefix_kv):
+        cache.update(k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous(), layer)
+    return cache

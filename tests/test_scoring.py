@@ -1,0 +1,132 @@
+"""The one batched scoring forward (rwku_nb.scoring): batched, reordered and prefix-shared rows give the
+numbers of one sequence per forward pass, and bad input is refused with a clear message."""
+import pytest
+import torch
+
+from rwku_nb import scoring
+from rwku_nb.errors import RwkuError
+from rwku_nb.models import padding_id
+from rwku_nb.training import Example, collate
+
+TEXTS = ["Stephen King wrote Carrie in 1974.", "Short.", "The quick brown fox jumps over the lazy dog, twice over.",
+         "Who wrote The Shining?", "A", "Maine is the home state of many of his novels and of the author himself."]
+
+
+def _sequences(tok):
+    return [tok(t)["input_ids"] for t in TEXTS]
+
+
+@torch.no_grad()
+def _alone(model, seq):
+    """Logits [n, V] of one sequence in its own forward pass (no padding, no cache)."""
+    return model(input_ids=torch.tensor([seq])).logits[0]
+
+
+def _collect(model, tok, seqs, **kw):
+    """{input index: (batch, row)} over every batch forward_batches yields, and the rows in yield order."""
+    got, order = {}, []
+    for batch in scoring.forward_batches(model, seqs, padding_id(tok), **kw):
+        for r, i in enumerate(batch.rows):
+            assert i not in got
+            got[i] = (batch, r)
+            order.append(i)
+    assert sorted(got) == list(range(len(seqs)))
+    return got, order
+
+
+@pytest.mark.parametrize("batch_size", [2, 4])
+def test_padded_batches_equal_one_sequence_per_forward(tiny, batch_size):
+    model, tok = tiny
+    seqs = _sequences(tok)
+    got, _ = _collect(model, tok, seqs, batch_size=batch_size)
+    padded = 0
+    for i, seq in enumerate(seqs):
+        batch, r = got[i]
+        n = len(seq)
+        padded += n < batch.input_ids.shape[1]
+        assert batch.input_ids[r, :n].tolist() == seq and batch.attention_mask[r].sum() == n
+        assert (batch.input_ids[r, n:] == padding_id(tok)).all() and (batch.attention_mask[r, n:] == 0).all()
+        # Padding changes a row's numbers by float rounding only (other matmul shapes), never more.
+        torch.testing.assert_close(batch.logits[r, :n], _alone(model, seq), atol=1e-5, rtol=1e-5)
+    assert padded >= 2  # some rows really were padded
+
+
+@pytest.mark.parametrize("key", [len, None, lambda s: -len(s), lambda s: (s[-1], len(s))])
+def test_rows_map_back_to_input_order_whatever_the_sort(tiny, key):
+    model, tok = tiny
+    seqs = _sequences(tok)
+    got, order = _collect(model, tok, seqs, batch_size=4, key=key)
+    want = list(range(len(seqs))) if key is None else sorted(range(len(seqs)), key=lambda i: key(seqs[i]))
+    assert order == want
+    for i, seq in enumerate(seqs):
+        batch, r = got[i]
+        assert batch.input_ids[r, : len(seq)].tolist() == seq
+        torch.testing.assert_close(batch.logits[r, len(seq) - 1], _alone(model, seq)[-1], atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prefix_equals_the_full_forward(tiny):
+    model, tok = tiny
+    head = tok("The following are questions about Stephen King, the American author of horror novels.")["input_ids"]
+    tails = [tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    seqs = [head + t for t in tails]
+    needed = [len(t) + 1 for t in tails]  # the tail's logits and the last head token's
+    got, _ = _collect(model, tok, seqs, batch_size=3, shared_prefix=True, min_suffix=needed)
+    for i, seq in enumerate(seqs):
+        batch, r = got[i]
+        p = batch.n_prefix
+        assert 0 < p <= len(seq) - needed[i]  # the prefix ran once, and left the read positions alone
+        assert batch.attention_mask.shape[1] == p + batch.input_ids.shape[1]
+        assert batch.input_ids[r, : len(seq) - p].tolist() == seq[p:]
+        torch.testing.assert_close(batch.logits[r, : len(seq) - p], _alone(model, seq)[p:], atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prefix_and_no_prefix_agree_batch_for_batch(tiny):
+    model, tok = tiny
+    head = tok("Question: who wrote Carrie? Answer:")["input_ids"]
+    seqs = [head + tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    plain, _ = _collect(model, tok, seqs, batch_size=6)
+    shared, _ = _collect(model, tok, seqs, batch_size=6, shared_prefix=True)
+    for i, seq in enumerate(seqs):
+        (a, ra), (b, rb) = plain[i], shared[i]
+        assert a.n_prefix == 0 and b.n_prefix == len(head)
+        torch.testing.assert_close(b.logits[rb, : len(seq) - b.n_prefix], a.logits[ra, b.n_prefix : len(seq)],
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_the_prefix_keeps_min_suffix_tokens(tiny):
+    model, tok = tiny
+    seqs = [[5, 6, 7, 8, 9], [5, 6, 7, 8, 10], [5, 6, 7]]
+    got, _ = _collect(model, tok, seqs, batch_size=3, shared_prefix=True)
+    assert got[0][0].n_prefix == 2  # the shortest sequence keeps its last token
+    got, _ = _collect(model, tok, seqs[:2], batch_size=2, shared_prefix=True, min_suffix=[3, 1])
+    assert got[0][0].n_prefix == 2  # row 0 keeps its last 3 tokens
+
+
+def test_labels_equal_collates(tiny):
+    model, tok = tiny
+    seqs = _sequences(tok)
+    examples = [Example(s, None if i % 2 else [0] * (len(s) // 2) + [1] * (len(s) - len(s) // 2))
+                for i, s in enumerate(seqs)]
+    for batch in scoring.forward_batches(model, seqs, padding_id(tok), batch_size=3):
+        want = collate([examples[i] for i in batch.rows], padding_id(tok), "cpu")["labels"]
+        assert torch.equal(scoring.labels(batch, [e.labels_mask for e in examples]), want)
+
+
+@pytest.mark.parametrize("seqs, kw, message", [
+    ([], {}, "no sequences to score"),
+    ([[1, 2], []], {}, "sequence 1 has 0 tokens"),
+    ([[1, 2, 3], [4, 5]], {"min_suffix": 3}, "sequence 1 has 2 tokens, fewer than the 3"),
+    ([[1, 2, 3]], {"min_suffix": [1, 1]}, "2 min_suffix values for 1 sequences"),
+    ([[1, 2, 3]], {"batch_size": 0}, "batch_size must be >= 1"),
+])
+def test_bad_input_is_refused(tiny, seqs, kw, message):
+    model, tok = tiny
+    kw = {"batch_size": 2, **kw}
+    with pytest.raises(RwkuError, match=message):
+        next(scoring.forward_batches(model, seqs, padding_id(tok), **kw))
+
+
+def test_common_prefix_length():
+    assert scoring.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert scoring.common_prefix_length([[1, 2, 3]]) == 3
+    assert scoring.common_prefix_length([[1], [2]]) == 0
