@@ -8,6 +8,7 @@ callers that must reproduce stored results keep the batch size and order they al
 """
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
@@ -30,12 +31,15 @@ class Batch(NamedTuple):
 @torch.no_grad()
 def forward_batches(model, sequences: list[list[int]], pad_id: int, batch_size: int,
                     key: Callable[[list[int]], Any] | None = len, shared_prefix: bool = False,
-                    min_suffix: int | list[int] = 1, desc: str = "score") -> Iterator[Batch]:
+                    min_suffix: int | list[int] = 1, group: Callable[[list[int]], Any] | None = None,
+                    desc: str = "score") -> Iterator[Batch]:
     """Yield a `Batch` per `batch_size` sequences taken in `key` order (stable; None: input order).
 
     With `shared_prefix`, the tokens every row of a batch starts with run once and their key/value cache
     is reused by the rows; the prefix never covers a row's last `min_suffix` tokens (an int, or one per
-    sequence), the positions whose logits the caller reads.
+    sequence), the positions whose logits the caller reads. With `group` too (a key under which `key` order
+    keeps equal values together, e.g. the first tokens of a few-shot context), batches never mix groups and a
+    group's common prefix runs once for all of its batches (MMLU: one 5-shot prefix per task).
     """
     needed = [min_suffix] * len(sequences) if isinstance(min_suffix, int) else list(min_suffix)
     _check(sequences, batch_size, needed)
@@ -43,29 +47,47 @@ def forward_batches(model, sequences: list[list[int]], pad_id: int, batch_size: 
     order = list(range(len(sequences)))
     if key is not None:  # sorted() is stable: equal keys keep input order
         order.sort(key=lambda i: key(sequences[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        rows = order[start : start + batch_size]
-        n_prefix = 0
-        if shared_prefix:
-            n_prefix = min(common_prefix_length([sequences[i] for i in rows]),
-                           min(len(sequences[i]) - needed[i] for i in rows))
-        prefix_kv = prefix_cache(model, sequences[rows[0]][:n_prefix], device) if n_prefix > 0 else None
-        suffixes = [sequences[i][n_prefix:] for i in rows]
-        width = max(len(s) for s in suffixes)
-        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), n_prefix + width), dtype=torch.long)
-        attention[:, :n_prefix] = 1
-        for r, s in enumerate(suffixes):  # right padding: a row's tokens keep positions 0..n-1, none sees a pad
-            input_ids[r, : len(s)] = torch.tensor(s)
-            attention[r, n_prefix : n_prefix + len(s)] = 1
-        input_ids, attention = input_ids.to(device), attention.to(device)
-        extra = {}
-        if shared_prefix:  # positions continue after the cached prefix; a plain pass keeps the model's defaults
-            cache = expand_cache(prefix_kv, len(rows)) if prefix_kv else None
-            extra = {"position_ids": (torch.arange(width, device=device) + n_prefix).expand(len(rows), -1),
-                     "past_key_values": cache, "use_cache": cache is not None}
-        logits = model(input_ids=input_ids, attention_mask=attention, **extra).logits
-        yield Batch(rows, logits, input_ids, attention, n_prefix)
+    parts = [list(g) for _, g in groupby(order, key=lambda i: group(sequences[i]))] if group and shared_prefix \
+        else [order]
+    bar = tqdm(total=len(order), desc=desc, leave=False)
+    for part in parts:
+        prefix = _prefix(part, sequences, needed) if group and shared_prefix else None
+        prefix_kv = prefix_cache(model, prefix, device) if prefix else None
+        for start in range(0, len(part), batch_size):
+            rows = part[start : start + batch_size]
+            if shared_prefix and not group:
+                prefix = _prefix(rows, sequences, needed)
+                prefix_kv = prefix_cache(model, prefix, device) if prefix else None
+            yield _forward(model, sequences, rows, len(prefix) if prefix else 0, prefix_kv, pad_id, device,
+                           shared_prefix)
+            bar.update(len(rows))
+    bar.close()
+
+
+def _prefix(rows: list[int], sequences: list[list[int]], needed: list[int]) -> list[int]:
+    """The tokens all `rows` start with, short of each row's last `needed` tokens."""
+    n = min(common_prefix_length([sequences[i] for i in rows]), min(len(sequences[i]) - needed[i] for i in rows))
+    return sequences[rows[0]][:n]
+
+
+def _forward(model, sequences, rows, n_prefix, prefix_kv, pad_id, device, shared_prefix) -> Batch:
+    """One right-padded forward pass of `rows` after their cached prefix of `n_prefix` tokens."""
+    suffixes = [sequences[i][n_prefix:] for i in rows]
+    width = max(len(s) for s in suffixes)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), n_prefix + width), dtype=torch.long)
+    attention[:, :n_prefix] = 1
+    for r, s in enumerate(suffixes):  # right padding: a row's tokens keep positions 0..n-1, none sees a pad
+        input_ids[r, : len(s)] = torch.tensor(s)
+        attention[r, n_prefix : n_prefix + len(s)] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    extra = {}
+    if shared_prefix:  # positions continue after the cached prefix; a plain pass keeps the model's defaults
+        cache = expand_cache(prefix_kv, len(rows)) if prefix_kv else None
+        extra = {"position_ids": (torch.arange(width, device=device) + n_prefix).expand(len(rows), -1),
+                 "past_key_values": cache, "use_cache": cache is not None}
+    logits = model(input_ids=input_ids, attention_mask=attention, **extra).logits
+    return Batch(rows, logits, input_ids, attention, n_prefix)
 
 
 def _check(sequences: list[list[int]], batch_size: int, needed: list[int]) -> None:

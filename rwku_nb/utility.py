@@ -217,10 +217,12 @@ def _forward(model, tokenizer, prompts, tails, batch_size, desc, encoded: bool =
     rows_all = [list(h) + list(t) for h, t in zip(ids, tails)]
     last = [None] * len(rows_all)
     sums = [0.0] * len(rows_all)
-    # Rows of one few-shot context sort together (first 64 tokens), so a batch shares a long prefix; the
-    # prefix stops before the prompt's last token, whose logits predict the first answer/tail token.
+    # Rows of one few-shot context sort together and form a group (their first 64 tokens), whose long common
+    # prefix (MMLU: the task's 5-shot examples) runs once for all its batches; the prefix stops before the
+    # prompt's last token, whose logits predict the first answer/tail token.
     batches = forward_batches(model, rows_all, padding_id(tokenizer), batch_size, key=lambda s: (s[:64], len(s)),
-                              shared_prefix=True, min_suffix=[len(t) + 1 for t in tails], desc=desc)
+                              shared_prefix=True, min_suffix=[len(t) + 1 for t in tails], group=lambda s: s[:64],
+                              desc=desc)
     for batch in batches:
         logprobs = torch.log_softmax(batch.logits.float(), dim=-1)
         for r, i in enumerate(batch.rows):

@@ -130,3 +130,25 @@ def test_common_prefix_length():
     assert scoring.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert scoring.common_prefix_length([[1, 2, 3]]) == 3
     assert scoring.common_prefix_length([[1], [2]]) == 0
+
+
+def test_a_group_runs_its_prefix_once_for_all_its_batches(tiny, monkeypatch):
+    """Two few-shot contexts (groups) of 5 rows each in batches of 2: no batch mixes the groups, each group's
+    prefix runs once (not once per batch), and every row's logits equal its own full forward pass."""
+    model, tok = tiny
+    heads = [tok(h)["input_ids"] for h in ("Questions about Stephen King, the American author of horror novels.",
+                                           "Questions about Confucius, the Chinese philosopher of the Spring period.")]
+    tails = [tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS[:5]]
+    seqs = [h + t for h in heads for t in tails]
+    calls = []
+    real = scoring.prefix_cache
+    monkeypatch.setattr(scoring, "prefix_cache", lambda m, ids, d: calls.append(len(ids)) or real(m, ids, d))
+    got, _ = _collect(model, tok, seqs, batch_size=2, shared_prefix=True, min_suffix=[len(t) + 1 for t in tails] * 2,
+                      key=lambda s: (s[:8], len(s)), group=lambda s: s[:8])
+    assert len(calls) == 2  # one prefix per group; per batch it would be 6
+    for i, seq in enumerate(seqs):
+        batch, r = got[i]
+        assert {j // 5 for j in batch.rows} == {i // 5}  # a batch holds one group's rows
+        p = batch.n_prefix
+        assert p >= len(heads[i // 5]) - 1
+        torch.testing.assert_close(batch.logits[r, : len(seq) - p], _alone(model, seq)[p:], atol=1e-5, rtol=1e-5)
