@@ -37,9 +37,9 @@ def forward_batches(model, sequences: list[list[int]], pad_id: int, batch_size: 
 
     With `shared_prefix`, the tokens every row of a batch starts with run once and their key/value cache
     is reused by the rows; the prefix never covers a row's last `min_suffix` tokens (an int, or one per
-    sequence), the positions whose logits the caller reads. With `group` too (a key under which `key` order
-    keeps equal values together, e.g. the first tokens of a few-shot context), batches never mix groups and a
-    group's common prefix runs once for all of its batches (MMLU: one 5-shot prefix per task).
+    sequence), the positions whose logits the caller reads. With `group` (a key under which `key` order keeps
+    equal values together, e.g. the first tokens of a few-shot context), batches never mix groups, and with
+    `shared_prefix` a group's common prefix runs once for all of its batches (MMLU: one 5-shot prefix per task).
     """
     needed = [min_suffix] * len(sequences) if isinstance(min_suffix, int) else list(min_suffix)
     _check(sequences, batch_size, needed)
@@ -47,19 +47,17 @@ def forward_batches(model, sequences: list[list[int]], pad_id: int, batch_size: 
     order = list(range(len(sequences)))
     if key is not None:  # sorted() is stable: equal keys keep input order
         order.sort(key=lambda i: key(sequences[i]))
-    parts = [list(g) for _, g in groupby(order, key=lambda i: group(sequences[i]))] if group and shared_prefix \
-        else [order]
+    if group is not None:  # whole groups; `key` order keeps each group's rows together
+        parts = [list(rows) for _, rows in groupby(order, key=lambda i: group(sequences[i]))]
+    else:
+        parts = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     bar = tqdm(total=len(order), desc=desc, leave=False)
-    for part in parts:
-        prefix = _prefix(part, sequences, needed) if group and shared_prefix else None
+    for part in parts:  # a part's shared prefix runs once for all of its batches
+        prefix = _prefix(part, sequences, needed) if shared_prefix else []
         prefix_kv = prefix_cache(model, prefix, device) if prefix else None
         for start in range(0, len(part), batch_size):
             rows = part[start : start + batch_size]
-            if shared_prefix and not group:
-                prefix = _prefix(rows, sequences, needed)
-                prefix_kv = prefix_cache(model, prefix, device) if prefix else None
-            yield _forward(model, sequences, rows, len(prefix) if prefix else 0, prefix_kv, pad_id, device,
-                           shared_prefix)
+            yield _forward(model, sequences, rows, len(prefix), prefix_kv, pad_id, device, shared_prefix)
             bar.update(len(rows))
     bar.close()
 
