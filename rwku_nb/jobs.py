@@ -79,8 +79,9 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
     experiment: "single" (Table 1, with curve points if `curve`), "batch" (several targets at once) or
     "robust" (the single-target run, then the attacks of rwku_nb.robustness)."""
     spec = METHODS[method]
-    utility = mia and experiment == SINGLE
-    used_utility = list(params["utility"]) if utility else [params["robust_utility"]] if experiment == ROBUST else []
+    # Utility on every single-target (Table 1, curve points, layer windows) and batch-target result (paper
+    # Figs. 3, 5, 7 plot it); a robustness job measures its one `robust_utility` set after each attack.
+    used_utility = [params["robust_utility"]] if experiment == ROBUST else list(params["utility"])
     out = {
         "metric_version": METRIC_VERSION,
         **model_identity(params, label),
@@ -110,6 +111,11 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
             corpus["source"] = params["corpus"]
             if params["corpus"] == "generated":  # per-batch sampling seeds: the batch size shapes the texts
                 corpus.update(max_new_tokens=params["corpus_max_new_tokens"], batch_size=params["corpus_batch_size"])
+                from .corpus import generation_digest  # the official generation inputs, by content
+
+                corpus["inputs"] = generation_digest(kinds, targets[0], params["generation_dir"])
+        if "reject" in kinds:
+            corpus["reject_size"] = params["reject_size"] or params["corpus_size"]
         out["corpus"] = corpus
     if spec.trains:
         out["hparams"] = hparams_for(params, method, variant, len(targets))
@@ -127,11 +133,15 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
             # the attacker's forget slice is a positive corpus written for the attack (rwku_nb.robustness)
             out["robustness"]["forget_corpus"] = {"size": params["corpus_size"], "source": params["corpus"]}
             if params["corpus"] == "generated":
-                out["robustness"]["forget_corpus"].update(max_new_tokens=params["corpus_max_new_tokens"],
-                                                          batch_size=params["corpus_batch_size"])
+                from .corpus import generation_digest
+
+                out["robustness"]["forget_corpus"].update(
+                    max_new_tokens=params["corpus_max_new_tokens"], batch_size=params["corpus_batch_size"],
+                    inputs=generation_digest(["positive"], targets[0], params["generation_dir"]))
     curve = params["curve"] and experiment == SINGLE and not layer_window(variant)
     if curve and (spec.trains or method == "repe"):
         out["curve"] = {"epochs": True} if spec.trains else {"repe_alphas": list(params["repe_alphas"])}
+        out["curve"]["stages"] = ["probes", "utility"]  # what each point measures
     return out
 
 

@@ -31,9 +31,10 @@ def seed_everything(seed: int) -> None:
 
 
 def training_corpus(model, tokenizer, target, kind: str, params: dict, label: str) -> list:
-    """One training corpus of a target (at most `corpus_size` samples): its Wikipedia passages, generic
-    WikiText (`wikitext`), or positive/negative/reject samples generated zero-shot by the model named `label` (call before
-    unlearning) or read from the provided files."""
+    """One training corpus of a target (at most `corpus_size` samples, `reject_size` for reject): its Wikipedia
+    passages, generic WikiText (`wikitext`), or positive/negative/pair/reject samples generated zero-shot by the
+    model named `label` from the official generation inputs (`generation_dir`; call before unlearning) or read
+    from the provided files."""
     if kind == "passage":
         texts = [r["text"] for r in target.passages]
         if not texts:
@@ -42,10 +43,11 @@ def training_corpus(model, tokenizer, target, kind: str, params: dict, label: st
         return texts[: params["corpus_size"]]  # the official GA* uses them all; corpus_size caps CPU runs
     if kind == "wikitext":  # generic text (RMU's retain text): the first corpus_size WikiText texts
         return wikitext(params["corpus_size"])
+    size = (params["reject_size"] or params["corpus_size"]) if kind == "reject" else params["corpus_size"]
     if params["corpus"] == "provided":
-        return provided_corpus(target, kind, params["corpus_size"])
-    return generate_corpus(model, tokenizer, target, label, kind, params["corpus_size"],
-                           params["corpus_max_new_tokens"], params["corpus_batch_size"], params["seed"])
+        return provided_corpus(target, kind, size)
+    return generate_corpus(model, tokenizer, target, label, kind, size, params["corpus_max_new_tokens"],
+                           params["corpus_batch_size"], params["seed"], params["generation_dir"])
 
 
 def run_job(model, tokenizer, original, job: Job, params: dict, label: str, once=None) -> None:
@@ -142,10 +144,12 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
     targets, mia, setting = list(job.targets), job.mia, job.setting
     curve = params["curve"] and setting == SINGLE and not layer_window(job.variant)  # Table 1 runs only
 
+    utility = bool(job.identity["evaluation"]["utility"])
+
     def evaluate_all(m, how: dict, final: bool) -> dict:
-        # MIA and utility on the final model of a run that asks for them; curve points get probes only.
+        # MIA on the final model of a run that asks for it; probes and utility on it and on every curve point.
         return {t.index: evaluate_target(m, tokenizer, t, params, icu=how.get("icu", False), mia=final and mia,
-                                         utility=final and mia and setting == SINGLE)
+                                         utility=utility)
                 for t in targets}
 
     def store(run: Run, at_setting: str, evaluated: dict, info: dict) -> None:

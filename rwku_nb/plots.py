@@ -75,54 +75,118 @@ def knowledge_bars(table, title: str = ""):
     return fig
 
 
-def tradeoff(curve, before=None, title: str = ""):
-    """Paper Fig. 3: forget 'All' vs neighbor 'All' as training goes on (epochs) or RepE's weight grows,
-    one line per method from `tables.curve_table`, starting at the Before point if given."""
+# What each Table 1 column measures, for panel titles and axes (units: rwku_nb.utility, rwku_nb.metrics).
+PANEL_NAMES = {("Forget", "FB"): "Forget FB", ("Forget", "QA"): "Forget QA", ("Forget", "AA"): "Forget AA",
+               ("Forget", "All"): "Forget All", ("Neighbor", "FB"): "Neighbor FB", ("Neighbor", "QA"): "Neighbor QA",
+               ("Neighbor", "All"): "Neighbor All", ("Utility", "Gen"): "MMLU (Gen)", ("Utility", "Rea"): "BBH (Rea)",
+               ("Utility", "Tru"): "TruthfulQA (Tru)", ("Utility", "Fac"): "TriviaQA (Fac)",
+               ("Utility", "Flu"): "AlpacaEval fluency (Flu)"}
+UNITS = {"Forget": "ROUGE-L recall x100", "Neighbor": "ROUGE-L recall x100", "Gen": "accuracy x100",
+         "Rea": "exact match x100", "Tru": "MC1 accuracy x100", "Fac": "F1 x100", "Flu": "n-gram entropy x100"}
+# The paper's panels: Fig. 3 (y against forget All), Fig. 5 (batch-target) and Fig. 7 (partial-layer).
+FIG3_PANELS = [("Neighbor", "All"), ("Utility", "Tru"), ("Utility", "Fac"), ("Utility", "Flu")]
+FIG5_PANELS = [("Forget", c) for c in ("FB", "QA", "AA", "All")] + [("Neighbor", c) for c in ("FB", "QA", "All")] + \
+              [("Utility", c) for c in ("Gen", "Rea", "Tru", "Fac", "Flu")]
+FIG7_PANELS = [("Forget", c) for c in ("FB", "QA", "AA", "All")] + [("Neighbor", "All")] + \
+              [("Utility", c) for c in ("Rea", "Tru", "Fac")]
+NOT_MEASURED = "not measured in this run\n(the profile's `utility` leaves it out)"
+
+
+def _unit(column: tuple) -> str:
+    return UNITS.get(column[0], UNITS.get(column[1], ""))
+
+
+def _not_measured(ax) -> None:
+    """An honest empty panel: says why it holds no data."""
+    ax.text(0.5, 0.5, NOT_MEASURED, ha="center", va="center", fontsize=8, color="dimgray", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _legend_right(fig, axes) -> None:
+    """One legend for all panels, right of them, with each label once."""
+    seen = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=True)
+
+
+def tradeoff(curve, before=None, title: str = "", panels=FIG3_PANELS):
+    """Paper Fig. 3: forget 'All' (x) against neighbor 'All', truthfulness, factuality and fluency (one panel
+    each) as training goes on (epochs) or RepE's weight grows, one line per method from `tables.curve_table`,
+    starting at the Before row (a Table 1 row) if given."""
     sns.set_theme(style="whitegrid", context="notebook")
     from .tables import _row_order
 
     curve = curve.reset_index()
-    fig, ax = plt.subplots(figsize=(8.5, 4.8))
     groups = dict(list(curve.groupby("Method", sort=False)))
-    for label in _row_order(groups):
-        points = groups[label]
-        points = points.sort_values("value")
-        x, y = list(points["Forget All"]), list(points["Neighbor All"])
-        if before is not None:
-            x, y = [before[("Forget", "All")]] + x, [before[("Neighbor", "All")]] + y
-        ax.plot(x, y, label=label, markersize=4, **method_style(label))
-    if before is not None:
-        ax.scatter([before[("Forget", "All")]], [before[("Neighbor", "All")]], s=90, marker="*", color="black",
-                   label="Before", zorder=3)
-    ax.set_xlabel("Forget set, All (lower = more forgotten)")
-    ax.set_ylabel("Neighbor set, All (higher = better kept)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1.6, 3.8), squeeze=False)
+    axes = list(axes[0])
+    for ax, column in zip(axes, panels):
+        name = " ".join(column)
+        if name not in curve or curve[name].isna().all():
+            _not_measured(ax)
+        else:
+            for label in _row_order(groups):
+                points = groups[label].sort_values("value")
+                x, y = list(points["Forget All"]), list(points[name])
+                if before is not None:
+                    x, y = [before[("Forget", "All")]] + x, [before[column]] + y
+                ax.plot(x, y, label=label, markersize=4, **method_style(label))
+            if before is not None:
+                ax.scatter([before[("Forget", "All")]], [before[column]], s=90, marker="*", color="black",
+                           label="Before", zorder=3)
+            ax.set_xlabel("Forget All (lower = more forgotten)", fontsize=8)
+            ax.set_ylabel(_unit(column), fontsize=8)
+        ax.set_title(PANEL_NAMES[column], fontsize=9)
+        ax.tick_params(labelsize=7)
+    _legend_right(fig, axes)
+    fig.suptitle(textwrap.fill(title, 140), fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def by_group(table, level: str, kind: str = "line", title: str = ""):
-    """Forget and neighbor 'All' per method against one index level of `table` (paper Fig. 5: number of
-    targets, lines; Fig. 7: trained layers, bars)."""
+def by_group(table, level: str, kind: str = "line", title: str = "", panels=None, columns: int = 4):
+    """One panel per Table 1 column of `panels` against one index level of `table`, one line (`kind`
+    "line") or bar group ("bar") per method: paper Fig. 5 (number of targets, `FIG5_PANELS`, the default for
+    "line") and Fig. 7 (trained layers, `FIG7_PANELS`, the default for "bar")."""
     sns.set_theme(style="whitegrid", context="notebook")
-    long = table[[("Forget", "All"), ("Neighbor", "All")]].copy()
-    long.columns = ["Forget All", "Neighbor All"]
-    long = long.reset_index().melt(id_vars=list(table.index.names), var_name="set", value_name="score")
-    long[level] = long[level].astype(str)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, (name, part) in zip(axes, long.groupby("set", sort=False)):
-        palette = {m: method_style(m)["color"] for m in part["Method"].unique()}
-        if kind == "line":
-            sns.lineplot(data=part, x=level, y="score", hue="Method", ax=ax, palette=palette, marker="o")
+    from .tables import _row_order
+
+    panels = panels or (FIG5_PANELS if kind == "line" else FIG7_PANELS)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns + 1.6, 2.9 * rows), squeeze=False)
+    axes = list(axes.flat)
+    flat = table.reset_index()
+    steps = list(dict.fromkeys(flat[level]))
+    methods = _row_order(dict.fromkeys(flat["Method"]))
+    width = 0.8 / max(1, len(methods))
+    for ax, column in zip(axes, panels):
+        values = flat[column] if column in flat else None
+        if values is None or values.isna().all():
+            _not_measured(ax)
         else:
-            sns.barplot(data=part, x=level, y="score", hue="Method", ax=ax, palette=palette, edgecolor="black",
-                        linewidth=0.5)
-        ax.set_title(name)
-        ax.set_ylabel("ROUGE-L recall x100")
-        ax.set_ylim(0, 100)
-        ax.legend(fontsize=7, frameon=True)
-    fig.suptitle(title)
+            for i, method in enumerate(methods):
+                part = flat[flat["Method"] == method].set_index(level)[column].reindex(steps)
+                style = method_style(method)
+                if kind == "line":
+                    ax.plot([str(s) for s in steps], list(part), label=method, markersize=4, **style)
+                else:
+                    ax.bar([j + (i - (len(methods) - 1) / 2) * width for j in range(len(steps))], list(part),
+                           width=width, color=style["color"], edgecolor="black", linewidth=0.5, label=method)
+            if kind == "bar":
+                ax.set_xticks(range(len(steps)), [str(s) for s in steps])
+            ax.set_xlabel(level, fontsize=8)
+            ax.set_ylabel(_unit(column), fontsize=8)
+            if column[0] != "Utility" or column[1] != "Flu":
+                ax.set_ylim(0, 100)
+        ax.set_title(PANEL_NAMES[column], fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    _legend_right(fig, axes)
+    fig.suptitle(textwrap.fill(title, 140), fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -105,6 +105,13 @@ def _utility_size(v):
     return None
 
 
+def _reject_size(v):
+    if v is not None and (isinstance(v, bool) or v < 1):
+        return (f"key 'reject_size' has value {v!r}; expected a positive whole number of questions per target, "
+                "or null for corpus_size.")
+    return None
+
+
 def _stop(v):
     if isinstance(v, bool) or (isinstance(v, str) and v != "unseen") or (not isinstance(v, str) and not 0 <= v <= 1):
         return f"key 'selective_stop' has value {v!r}; expected 'unseen' or an MA in [0, 1]."
@@ -134,7 +141,11 @@ declare("data",
         data=S(None, (str, type(None))),   # local RWKU dir or "hub"; None -> env RWKU_DATA
         targets=S("1", (str, int, list)),  # index, name, range "1-5", list, or "all"
         corpus=S("generated", str, choices=("generated", "provided")),  # zero-shot (by the model itself) | positive.json
-        corpus_size=S(8, int, positive=True),  # samples per training corpus and target (positive, negative, reject, passages)
+        corpus_size=S(8, int, positive=True),  # samples per training corpus and target (positive, negative, pair, passages); at most 582 generated
+        reject_size=S(None, OPTIONAL_INT, check=_reject_size),  # RT's questions per target; None: corpus_size (official 300)
+        # folder holding the official generation inputs (all_truncated_outputs.json, idontknow.jsonl from
+        # jinzhuoran/RWKU generation/); None: <RWKU data>/generation (hub data needs it set)
+        generation_dir=S(None, (str, type(None))),
         corpus_max_new_tokens=S(128, int, positive=True),  # length of each generated forget text
         corpus_batch_size=S(8, int, positive=True))
 declare("single",  # Table 1 (notebook 02): every target x method x variant

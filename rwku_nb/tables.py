@@ -152,11 +152,11 @@ def _table1_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 def batch_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Batch-target results (paper Fig. 5): per (method, number of targets unlearned at once), the mean
-    over those targets of each probe column."""
+    over those targets of each probe and utility column."""
     df = rows[rows["setting"].map(lambda s: Point.parse(s).kind == "batch").astype(bool)]
     out = _wide(df, lambda d: list(zip([method_label(m, "") for m in d["method"]],
                                        [Point.parse(s).value for s in d["setting"]])), ["Method", "Targets"])
-    return out.drop(columns=["MIA", "Utility"], level=0, errors="ignore").sort_index()
+    return out.drop(columns=["MIA"], level=0, errors="ignore").sort_index()
 
 
 def layer_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -167,12 +167,12 @@ def layer_table(rows: pd.DataFrame) -> pd.DataFrame:
                                        [f"{a}-{b - 1}" for a, b in windows(d)],
                                        [a for a, _ in windows(d)])), ["Method", "Layers", "_start"])
     out = out.sort_index(level=["Method", "_start"])
-    return out.droplevel("_start").drop(columns=["MIA", "Utility"], level=0, errors="ignore")
+    return out.droplevel("_start").drop(columns=["MIA"], level=0, errors="ignore")
 
 
 def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Trade-off curve points (paper Fig. 3): per (method, step 'epoch'/'alpha', epochs trained or RepE
-    weight), the mean forget and neighbor 'All' over targets. A trained method's last epoch is its
+    weight), the mean over targets of forget and neighbor 'All' and of each utility set (`curve_columns`). A trained method's last epoch is its
     Table 1 result."""
     df = rows[rows["variant"].isin(list(VARIANT_LABELS))]
     parsed = [Point.parse(s) for s in df["setting"]]
@@ -191,15 +191,23 @@ def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
     points = last[last["_k"].notna()]
     ends = df[(df["setting"] == SINGLE)].merge(final.rename("_x").reset_index(), on=["method", "variant"])
     both = pd.concat([points, ends.assign(_k="epoch")], ignore_index=True)
-    both = both[both["metric"].isin(["forget_all", "neighbor_all"])]
+    names = curve_columns()
+    both = both[both["metric"].isin(list(names))]
     if both.empty:
-        empty = pd.DataFrame(columns=["Method", "step", "value", "Forget All", "Neighbor All"])
+        empty = pd.DataFrame(columns=["Method", "step", "value", *names.values()])
         return empty.set_index(["Method", "step", "value"])
     both["Method"] = [method_label(m, v) for m, v in zip(both["method"], both["variant"])]
     wide = both.pivot_table(index=["Method", "_k", "_x"], columns="metric", values="value", aggfunc="mean")
-    wide = wide.rename(columns={"forget_all": "Forget All", "neighbor_all": "Neighbor All"}).reset_index()
+    wide = wide.reindex(columns=list(names)).rename(columns=names).reset_index()
     wide = wide.rename(columns={"_k": "step", "_x": "value"})
-    return wide.set_index(["Method", "step", "value"])[["Forget All", "Neighbor All"]]
+    return wide.set_index(["Method", "step", "value"])[list(names.values())]
+
+
+def curve_columns() -> dict:
+    """metric -> column of the trade-off table: forget and neighbor All, then the utility sets (paper Fig. 3
+    plots neighbor, truthfulness, factuality and fluency against forgetting)."""
+    return {metric: f"{group} {col}" for (group, col), metric in table1_columns().items()
+            if (group != "MIA" and col == "All") or group == "Utility"}
 
 
 def _wide(df: pd.DataFrame, labels, index) -> pd.DataFrame:

@@ -80,6 +80,7 @@ def _small_data(out, targets: int):
                 rows = rows[:ROWS_PER_FILE]
             (dest / f.name).write_text(json.dumps(rows))
     # utility sets live in some folders only; the loader falls back to the first that has them
+    shutil.copytree(sample_dir() / "generation", out / "generation")  # the official generation inputs
     return out
 
 
@@ -97,8 +98,8 @@ def test_gpu_profile_sweep_structure_runs_on_a_tiny_model_of_its_architecture(pr
     capped = {m: {v: {**h, "epochs": min(h["epochs"], 2)} for v, h in by_variant.items()}
               for m, by_variant in p["hparams"].items()}
     overrides = {
-        "model": str(model_dir), "device": "cpu", "data": str(data), "targets": "1",
-        "corpus_size": 2, "corpus_max_new_tokens": 8, "max_new_tokens": 4, "max_length": 64,
+        "model": str(model_dir), "device": "cpu", "data": str(data), "generation_dir": None, "targets": "1",
+        "corpus_size": 2, "reject_size": None, "corpus_max_new_tokens": 8, "max_new_tokens": 4, "max_length": 64,
         "utility": ["mmlu"] if p["utility"] else [], "utility_size": 1, "hparams": capped,
         "curve": False, "batch_targets": "1-2", "batch_sizes": [1, 2],
         "selective_size": 2, "selective_length": 24, "selective_epochs": 1, "selective_batch_size": 2,

@@ -40,7 +40,8 @@ def _params(**hp):
 def _ctx(model, tok, params, variant="full", corpus=CORPUS, targets=None):
     """A Context holding every corpus kind for one (or several) targets."""
     targets = targets or [_Target()]
-    corpora = [{"positive": corpus, "passage": corpus, "negative": NEGATIVE, "reject": REJECT, "wikitext": GENERIC}
+    corpora = [{"positive": corpus, "passage": corpus, "negative": NEGATIVE, "pair": [list(p) for p in zip(NEGATIVE, corpus)],
+                "reject": REJECT, "wikitext": GENERIC}
                for _ in targets]
     return Context(model, tok, targets, corpora, params, variant)
 
@@ -136,8 +137,12 @@ def test_dpo_prefers_the_counterfactual_over_the_forget_text(tiny, variant):
     from rwku_nb.methods.dpo import preference_pairs, reference_logps
 
     model, tok = tiny
-    pairs = preference_pairs(tok, _Target(), CORPUS, NEGATIVE, 64)
+    pairs = preference_pairs(tok, _Target(), [[f, t] for f, t in zip(NEGATIVE, CORPUS)], 64)
     assert len(pairs) == 2 and all(sum(c.labels_mask) > 0 and sum(r.labels_mask) > 0 for c, r in pairs)
+    # chosen = the fabricated text (pair[0]), rejected = the forget text (pair[1])
+    chosen, rejected = pairs[0]
+    assert tok.decode([i for i, m in zip(chosen.input_ids, chosen.labels_mask) if m]).startswith(NEGATIVE[0])
+    assert tok.decode([i for i, m in zip(rejected.input_ids, rejected.labels_mask) if m]).startswith(CORPUS[0])
     reference_logps(model, tok, pairs)
     margin0 = [c.extra["ref_logp"] - r.extra["ref_logp"] for c, r in pairs]
     m = variants.add_lora(model) if variant == "lora" else model

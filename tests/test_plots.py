@@ -35,3 +35,49 @@ def test_the_scatter_draws_every_row_in_its_style():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == LABELS
     by_label = dict(zip(LABELS, ax.collections))
     assert tuple(by_label["NPO LoRA"].get_facecolor()[0][:3]) == tuple(plots.method_style("NPO LoRA")["color"])
+
+
+def _panel_titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+
+
+def _measured(ax):
+    return bool(ax.lines or ax.patches or ax.collections)
+
+
+def test_fig3_has_its_four_panels_and_says_which_are_unmeasured():
+    rows = [("GA Full", "epoch", 1, 50.0, 80.0, 30.0, float("nan")), ("GA Full", "epoch", 2, 40.0, 70.0, 25.0, float("nan")),
+            ("RepE", "alpha", 0.5, 55.0, 75.0, 35.0, float("nan"))]
+    curve = pd.DataFrame([{"Method": m, "step": k, "value": v, "Forget All": f, "Neighbor All": n, "Utility Tru": t,
+                           "Utility Fac": fac, "Utility Flu": float("nan")} for m, k, v, f, n, t, fac in rows])
+    before = pd.Series({("Forget", "All"): 60.0, ("Neighbor", "All"): 90.0, ("Utility", "Tru"): 40.0,
+                        ("Utility", "Fac"): 50.0, ("Utility", "Flu"): float("nan")})
+    fig = plots.tradeoff(curve.set_index(["Method", "step", "value"]), before=before, title="t")
+    assert _panel_titles(fig) == ["Neighbor All", "TruthfulQA (Tru)", "TriviaQA (Fac)", "AlpacaEval fluency (Flu)"]
+    neighbor, tru, fac, flu = fig.axes[:4]
+    ga = next(line for line in neighbor.lines if line.get_label() == "GA Full")
+    assert list(ga.get_xdata()) == [60.0, 50.0, 40.0] and list(ga.get_ydata()) == [90.0, 80.0, 70.0]  # from Before
+    assert [line.get_color() for line in tru.lines][:2] == [plots.method_style(m)["color"] for m in ("RepE", "GA Full")]
+    # TriviaQA and fluency were not measured: their panels say so instead of standing empty
+    for ax in (fac, flu):
+        assert not ax.lines and plots.NOT_MEASURED in [t.get_text() for t in ax.texts]
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["RepE", "GA Full", "Before"]  # one entry each
+
+
+def test_fig5_and_fig7_draw_every_panel_of_the_paper():
+    index = pd.MultiIndex.from_tuples([(m, n) for m in ("GA", "NPO") for n in (1, 2)], names=["Method", "Targets"])
+    table = pd.DataFrame({c: [10.0, 20.0, 30.0, 40.0] for c in plots.FIG5_PANELS}, index=index)
+    table[("Utility", "Rea")] = float("nan")
+    fig = plots.by_group(table, "Targets", "line", title="t")
+    assert _panel_titles(fig) == [plots.PANEL_NAMES[c] for c in plots.FIG5_PANELS] and len(plots.FIG5_PANELS) == 12
+    axes = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    npo = next(line for line in axes["Forget QA"].lines if line.get_label() == "NPO")
+    assert list(npo.get_ydata()) == [30.0, 40.0] and npo.get_color() == plots.method_style("NPO")["color"]
+    assert not axes["BBH (Rea)"].lines and plots.NOT_MEASURED in [t.get_text() for t in axes["BBH (Rea)"].texts]
+    windows = pd.MultiIndex.from_tuples([(m, w) for m in ("GA", "RT") for w in ("0-1", "2-3")], names=["Method", "Layers"])
+    layers = pd.DataFrame({c: [1.0, 2.0, 3.0, 4.0] for c in plots.FIG7_PANELS}, index=windows)
+    fig = plots.by_group(layers, "Layers", "bar")
+    assert _panel_titles(fig) == [plots.PANEL_NAMES[c] for c in plots.FIG7_PANELS] and len(plots.FIG7_PANELS) == 8
+    bars = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}["TruthfulQA (Tru)"].patches
+    assert sorted(b.get_height() for b in bars) == [1.0, 2.0, 3.0, 4.0]

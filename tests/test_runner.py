@@ -71,14 +71,20 @@ def test_curves_partial_layers_and_repe_points(tmp_store, rwku, monkeypatch):
     monkeypatch.setenv("RWKU_DATA", str(rwku.root))
     hp = {m: {"full": {"lr": 1e-3, "epochs": 3, "batch_size": 2}} for m in ("ga", "npo")}
     rows = runner.run_sweep(_params(targets="1", methods=["repe", "ga"], variants=["full", "layers-0-1"],
-                                    hparams=hp, curve=True, repe_alphas=[0.5, 2.0]), mia=False)
+                                    hparams=hp, curve=True, repe_alphas=[0.5, 2.0], utility=["mmlu", "truthfulqa"]),
+                            mia=False)
     settings = set(zip(rows["setting"], rows["method"], rows["variant"]))
     assert {("single", "ga", "full"), ("epoch-1", "ga", "full"), ("epoch-2", "ga", "full"),
             ("single", "ga", "layers-0-1"),
             ("single", "repe", "none"), ("alpha-0.5", "repe", "none"), ("alpha-2", "repe", "none")} == settings
     assert not rows["metric"].str.startswith("mia").any()
-    assert not rows["metric"].str.startswith("utility").any()  # utility goes with the MIA, final models only
+    # utility on every point (paper Figs. 3 and 7 plot it): each curve point and layer window has each set
+    utility = rows[rows["metric"].str.startswith("utility")]
+    assert set(utility.groupby(["setting", "method", "variant"])["metric"].nunique()) == {2}
+    assert len(utility.groupby(["setting", "method", "variant"])) == len(settings)
     curve = tables.curve_table(rows).reset_index()
+    point = rows.query("setting == 'alpha-0.5' and metric == 'utility_mmlu'")["value"].item()
+    assert curve.query("step == 'alpha' and value == 0.5")["Utility Gen"].item() == point
     ga = curve[curve["Method"] == "GA Full"]
     assert list(ga["value"]) == [1, 2, 3] and set(curve["step"]) == {"epoch", "alpha"}
     single = rows.query("setting == 'single' and method == 'ga' and variant == 'full' and metric == 'forget_all'")
@@ -109,7 +115,7 @@ def test_seed0_methods_give_curve_points_without_changing_their_result(tmp_store
 
 def test_every_method_runs_end_to_end_on_real_corpora(tmp_store, rwku, monkeypatch):
     """Each registered method, with the corpora the runner builds for it (passages, generated positive,
-    negative and reject samples) on a real target, trains and is stored."""
+    pair and reject samples) on a real target, trains and is stored."""
     from rwku_nb.methods import METHODS
 
     monkeypatch.setenv("RWKU_DATA", str(rwku.root))
@@ -134,13 +140,17 @@ def test_batch_target_unlearns_the_union_and_reports_every_target(tmp_store, rwk
 
     monkeypatch.setitem(runner.METHODS, "ga", dataclasses.replace(runner.METHODS["ga"], run=spy))
     hp = {"ga": {"batch": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}
-    rows = runner.run_batch(_params(batch_targets=[1, 2], batch_sizes=[1, 2], batch_methods=["ga"], hparams=hp))
+    rows = runner.run_batch(_params(batch_targets=[1, 2], batch_sizes=[1, 2], batch_methods=["ga"], hparams=hp,
+                                    utility=["truthfulqa"]))
     assert seen[0][0] == [1] and seen[1][0] == [1, 2]
     assert seen[1][1] == 2 * seen[0][1]  # the union of both targets' corpora
     assert seen[1][2] == {"lr": 1e-3, "epochs": 1, "batch_size": 2}
     assert set(zip(rows["setting"], rows["target_index"])) == {("batch-1", 1), ("batch-2", 1), ("batch-2", 2)}
     table = tables.batch_table(rows)
     assert list(table.index) == [("GA", 1), ("GA", 2)]
+    # utility per point (paper Fig. 5): each target of each batch measured, the point their mean
+    tru = rows.query("metric == 'utility_truthfulqa' and setting == 'batch-2'")["value"]
+    assert len(tru) == 2 and table.loc[("GA", 2), ("Utility", "Tru")] == tru.mean()
     # The store now holds batch-target GA full rows of target 1: the single-target sweep's rows stay its own.
     full = {"ga": {"full": {"lr": 1e-3, "epochs": 1, "batch_size": 2}}}
     single = runner.run_sweep(_params(targets="1", methods=["ga"], variants=["full"], hparams=full, utility=[]))

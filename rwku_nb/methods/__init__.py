@@ -59,7 +59,7 @@ class Context:
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered method: name, table label, whether it changes weights, the corpora it trains on
-    (positive, negative, reject, passage, wikitext), its entry point, the profile keys it reads (its identity),
+    (positive, negative, pair, reject, passage, wikitext), its entry point, the profile keys it reads (its identity),
     its default hyperparameters per variant and the fixed choices in its code that shape its numbers."""
 
     name: str

@@ -1,6 +1,6 @@
 """DPO, direct preference optimisation (Rafailov et al., 2023) as RWKU uses it: prompt "{intro} Please
 write a short biography of {subject}." (official pair.json), chosen = a counterfactual text the model
-fabricated (`negative`), rejected = a forget text (`positive`), beta 0.1, sigmoid loss on summed
+fabricated, rejected = the forget text sharing its opening (the `pair` corpus: [fabricated, factual]), beta 0.1, sigmoid loss on summed
 response log-probabilities against the frozen original model (its log-probs computed once, before training).
 """
 import torch
@@ -22,12 +22,12 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: flo
     return -torch.nn.functional.logsigmoid(beta * margin).mean()
 
 
-def preference_pairs(tokenizer, target, positive: list[str], negative: list[str], max_length: int):
-    """[(chosen example, rejected example)]: the i-th counterfactual text against the i-th forget text."""
+def preference_pairs(tokenizer, target, pairs: list, max_length: int):
+    """[(chosen example, rejected example)] from [[fabricated, factual], ...] (the `pair` corpus, official
+    pair.json's `response`): chosen = the counterfactual text, rejected = the forget text."""
     prompt = chat_prompt(tokenizer, PROMPT.format(intro=target.intro, subject=target.name), answer_cue=False)
-    n = min(len(positive), len(negative))
-    chosen = pair_examples(tokenizer, [(prompt, f"{t}{tokenizer.eos_token}") for t in negative[:n]], max_length)
-    rejected = pair_examples(tokenizer, [(prompt, f"{t}{tokenizer.eos_token}") for t in positive[:n]], max_length)
+    chosen = pair_examples(tokenizer, [(prompt, f"{f}{tokenizer.eos_token}") for f, _ in pairs], max_length)
+    rejected = pair_examples(tokenizer, [(prompt, f"{t}{tokenizer.eos_token}") for _, t in pairs], max_length)
     return list(zip(chosen, rejected))
 
 
@@ -57,7 +57,7 @@ def reference_logps(model, tokenizer, pairs) -> None:
 # Hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and hyperparameters");
 # `batch` is the batch-target setting (full fine-tuning). CPU profiles scale them for a 135M model.
 # DPO's official "2x4" (batch 2, 4 accumulation steps) is written as its effective batch of 8.
-@register("dpo", "DPO", trains=True, corpora=("positive", "negative"),
+@register("dpo", "DPO", trains=True, corpora=("pair",),
           settings={"dpo_beta": Setting(0.1, NUMBER, check=positive_number("dpo_beta"))},  # official DPO beta
           hparams={"full": {"lr": 5e-6, "epochs": 3, "batch_size": 8}, "lora": {"lr": 6e-5, "epochs": 3, "batch_size": 8},
                    "batch": {"lr": 2e-6, "epochs": 2, "batch_size": 8}})
@@ -66,7 +66,7 @@ def run(ctx) -> dict:
     beta = ctx.params["dpo_beta"]
     # Batch-target: each target's pairs under its own prompt.
     pairs = [pair for target, c in zip(ctx.targets, ctx.corpora)
-             for pair in preference_pairs(ctx.tokenizer, target, c["positive"], c["negative"], ctx.params["max_length"])]
+             for pair in preference_pairs(ctx.tokenizer, target, c["pair"], ctx.params["max_length"])]
     # The method runs before any weight change (LoRA adapters start at zero), so this is the reference.
     reference_logps(ctx.model, ctx.tokenizer, pairs)
 
