@@ -114,10 +114,11 @@ def make_params(values: dict, source: str = "parameters") -> dict:
             if m not in METHODS:
                 raise RwkuError(f"{source}: unknown method {m!r} in {key!r}; known methods: {sorted(METHODS)}.")
             # robustness may attack the untouched model (`before`: how much relearning adds to it; the
-            # evaluate command's checkpoint)
-            if key != "methods" and not METHODS[m].trains and not (key == "robust_methods" and m == "before"):
+            # evaluate command's checkpoint); batches may be unlearned by ICU and RepE too (paper Fig. 5)
+            allowed = {"robust_methods": {"before"}, "batch_methods": {"icu", "repe"}}.get(key, set())
+            if key != "methods" and not METHODS[m].trains and m not in allowed:
                 raise RwkuError(f"{source}: {key!r} lists {m!r}, which trains nothing; use trained methods "
-                                f"({_trained()}){' or before' if key == 'robust_methods' else ''}.")
+                                f"({_trained()}){''.join(f' or {a}' for a in sorted(allowed))}.")
     _check_selective(params, source)
     params["hparams"] = _hparams(params, source)
     return params

@@ -20,7 +20,7 @@ from .metrics import (
     token_statistics,
 )
 from .models import padding_id
-from .prompts import probe_prompt
+from .prompts import icu_subject, probe_prompt
 from .scoring import forward_batches
 
 LEVEL_NAMES = {1: "FB", 2: "QA", 3: "AA"}
@@ -39,7 +39,7 @@ def probe_rows(target) -> list[dict]:
 
 
 @torch.no_grad()
-def evaluate_probes(model, tokenizer, target, icu: bool = False, batch_size: int = 32,
+def evaluate_probes(model, tokenizer, target, icu: bool | str = False, batch_size: int = 32,
                     max_new_tokens: int = 30, stop: str = "newline") -> list[dict]:
     """Per-probe predictions and ROUGE-L recall (x100, both scorers) for a target's probes; a target with
     no forget or no neighbor probes at all is an error (its scores would be NaN, not a measurement)."""
@@ -57,7 +57,7 @@ def evaluate_probes(model, tokenizer, target, icu: bool = False, batch_size: int
         names.append(f"{files[kind]} row {r['index']}")
     prompts = [
         probe_prompt(tokenizer, r["_probe"], r["level"],
-                     icu_subject=r["_probe"].get("subject", target.name) if icu else None)
+                     icu_subject=icu_subject(icu, r["_probe"].get("subject", target.name)))
         for r in rows
     ]
     texts = greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
@@ -90,12 +90,12 @@ def summarize_probes(records: list[dict], scorer: str = "rwku") -> list[dict]:
     return out
 
 
-def _mia_texts(rows: list[dict], icu_subject: str | None) -> list[str]:
+def _mia_texts(rows: list[dict], icu, name: str) -> list[str]:
     from .prompts import ICU_TEMPLATE
 
     texts = [r["text"] for r in rows]
-    if icu_subject is not None:  # official eval_mia.py prepends the ICU prompt to the raw text
-        texts = [ICU_TEMPLATE.format(subject=r.get("subject", icu_subject)) + t for r, t in zip(rows, texts)]
+    if icu:  # official eval_mia.py prepends the ICU prompt to the raw text
+        texts = [ICU_TEMPLATE.format(subject=icu_subject(icu, r.get("subject", name))) + t for r, t in zip(rows, texts)]
     return texts
 
 
@@ -112,14 +112,13 @@ def mia_member_scores(model, tokenizer, texts: list[str], batch_size: int = 8, d
     return scores
 
 
-def evaluate_mia(model, tokenizer, target, icu: bool = False, batch_size: int = 8) -> list[dict]:
+def evaluate_mia(model, tokenizer, target, icu: bool | str = False, batch_size: int = 8) -> list[dict]:
     """(metric, value, n) rows of MIA on the forget (FM) and retain (RM) member sets, with FM-vs-RM AUC.
 
     Loss is reported as the paper does: NLL x 100 (mean token log-likelihood -2.27 -> 227).
     """
-    subject = target.name if icu else None
-    fm = mia_member_scores(model, tokenizer, _mia_texts(target.mia_forget, subject), batch_size, "MIA FM")
-    rm = mia_member_scores(model, tokenizer, _mia_texts(target.mia_retain, subject), batch_size, "MIA RM")
+    fm = mia_member_scores(model, tokenizer, _mia_texts(target.mia_forget, icu, target.name), batch_size, "MIA FM")
+    rm = mia_member_scores(model, tokenizer, _mia_texts(target.mia_retain, icu, target.name), batch_size, "MIA RM")
     out = []
     for name, scores in (("fm", fm), ("rm", rm)):
         if not scores:

@@ -16,6 +16,7 @@ from typing import Callable
 from . import utility as utility_metrics
 from .errors import RwkuError
 from .evaluate import LEVEL_NAMES, evaluate_mia, evaluate_probes, summarize_probes
+from .prompts import icu_subject
 
 STAGES = ("probes", "mia", "utility")
 
@@ -29,7 +30,7 @@ class Evaluation:
     tokenizer: object
     target: object
     params: dict
-    icu: bool = False
+    icu: bool | str = False  # ICU's instruction: True names the target; a string names targets unlearned at once
     predictions: list = field(default_factory=list)
 
 
@@ -65,7 +66,7 @@ def register_metric(name: str, stage: str, columns: dict | None = None, required
     return wrap
 
 
-def evaluate_target(model, tokenizer, target, params: dict, icu: bool = False,
+def evaluate_target(model, tokenizer, target, params: dict, icu: bool | str = False,
                     mia: bool = True, utility: bool = False) -> tuple[list[dict], list[dict]]:
     """(metric rows, per-probe predictions) of one target: every registered metric of the stages asked for
     (`probes` always; `mia`; `utility`: the profile's utility sets, each capped at `utility_size` items)."""
@@ -142,5 +143,5 @@ def _utility(ev: Evaluation) -> list[dict]:
     if not p["utility"]:
         return []
     sets = {name: utility_metrics.subset(ev.target.utility(name), p["utility_size"]) for name in p["utility"]}
-    return utility_metrics.evaluate_utility(ev.model, ev.tokenizer, sets, icu_subject=ev.target.name if ev.icu else None,
+    return utility_metrics.evaluate_utility(ev.model, ev.tokenizer, sets, icu_subject=icu_subject(ev.icu, ev.target.name),
                                             batch_size=p["utility_batch_size"])

@@ -22,6 +22,18 @@ ICU_TEMPLATE = (
 )
 
 
+def icu_subject(icu, subject: str) -> str | None:
+    """The name ICU's instruction carries: None without ICU; `subject` (the probe's or text's own subject) for
+    a single target; for targets unlearned at once, `icu` is their names together ("A, B and C", rwku_nb's
+    choice: the paper does not print its batch-target ICU prompt), the same in every prompt."""
+    return None if not icu else icu if isinstance(icu, str) else subject
+
+
+def names_together(names: list[str]) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def user_message(probe: dict, level: int, icu_subject: str | None = None) -> tuple[str, bool]:
     """(user message, whether `Answer:` follows the chat template) for one probe row."""
     kind = probe.get("type", "")

@@ -106,8 +106,8 @@ def batch_jobs(params: dict) -> list[Job]:
         raise RwkuError(f"batch_sizes goes up to {max(params['batch_sizes'])} targets but batch_targets "
                         f"{params['batch_targets']!r} holds {len(pool)}; shrink batch_sizes or widen batch_targets.")
     label = injection.model_label(params)
-    return [make_job(params, label, pool[:n], m, params["batch_variant"], Point("batch", n).name, False)
-            for n in params["batch_sizes"] for m in params["batch_methods"]]
+    return [make_job(params, label, pool[:n], m, v, Point("batch", n).name, False)
+            for n in params["batch_sizes"] for m, v in jobs(params["batch_methods"], [params["batch_variant"]])]
 
 
 def run_batch(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:

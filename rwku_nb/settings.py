@@ -178,7 +178,7 @@ declare("batch",
         batch_targets=S("1-50", (str, int, list)),
         batch_sizes=S([10, 20, 30, 40, 50], list,
                       check=_entries("batch_sizes", lambda n: _is_int(n) and n >= 1, "a positive whole number")),
-        batch_methods=S(["ga", "dpo", "npo", "rt"], list),
+        batch_methods=S(["icu", "repe", "ga", "dpo", "npo", "rt"], list),  # paper Fig. 5's six
         batch_variant=S("full", str, choices=("full", "lora")))  # full (the paper) | lora (where full does not fit)
 # Partial-layer training (notebook 04): full fine-tuning of decoder layers [a, b) only, per window.
 declare("layers",

@@ -193,7 +193,7 @@ def test_repe_vector_is_novice_minus_expert(tiny):
     from rwku_nb.methods import repe
 
     model, tok = tiny
-    v = repe.control_vector(model, tok, _Target(), CORPUS, 0)
+    v = repe.control_vector(model, tok, [_Target()], [CORPUS], 0)
     novice = repe.mean_hidden(model, tok, repe.persona_prompts(tok, _Target(), CORPUS, repe.NOVICE), 0)
     expert = repe.mean_hidden(model, tok, repe.persona_prompts(tok, _Target(), CORPUS, repe.EXPERT), 0)
     assert torch.allclose(v, novice - expert)

@@ -3,6 +3,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from rwku_nb import models, results, runner, tables, variants
 from rwku_nb.errors import RwkuError
@@ -166,3 +167,41 @@ def test_unknown_target_and_method_fail_before_any_work(tmp_store, rwku, monkeyp
     with pytest.raises(RwkuError):
         runner.run_sweep(_params(targets="Nobody At All"))
     assert not list((tmp_store / "results").rglob("*.json"))
+
+
+def test_icu_and_repe_unlearn_several_targets_at_once(tmp_store, rwku, monkeypatch):
+    """Paper Fig. 5 runs ICU and RepE on batches too: ICU names every target of the batch in one instruction,
+    RepE steers with one vector read from every target's stimuli. With one target both are exactly their
+    single-target runs."""
+    from rwku_nb import evaluate, prompts
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    names = [rwku.target(i).name for i in (1, 2)]
+    vectors, subjects = {}, set()
+    real_run, real_prompt = runner.METHODS["repe"].run, evaluate.probe_prompt
+
+    def spy_run(ctx):
+        how = real_run(ctx)
+        vectors[tuple(t.index for t in ctx.targets)] = how["vector"].clone()
+        return how
+
+    def spy_prompt(tokenizer, probe, level, icu_subject=None):
+        subjects.add(icu_subject)
+        return real_prompt(tokenizer, probe, level, icu_subject)
+
+    monkeypatch.setitem(runner.METHODS, "repe", dataclasses.replace(runner.METHODS["repe"], run=spy_run))
+    monkeypatch.setattr(evaluate, "probe_prompt", spy_prompt)
+    common = dict(utility=["truthfulqa"], repe_alpha=2.0)
+    batch = runner.run_batch(_params(batch_targets=[1, 2], batch_sizes=[1, 2], batch_methods=["icu", "repe"], **common))
+    assert set(zip(batch["setting"], batch["method"], batch["variant"])) == \
+        {(f"batch-{n}", m, "none") for n in (1, 2) for m in ("icu", "repe")}
+    # ICU on two targets: every prompt of the batch names both (and the batch of one, target 1 alone)
+    assert subjects == {None, names[0], f"{names[0]} and {names[1]}"}
+    # RepE on two targets: one vector over both targets' stimuli, not target 1's alone
+    assert set(vectors) == {(1,), (1, 2)} and not torch.equal(vectors[(1, 2)], vectors[(1,)])
+    # a batch of one target is exactly the single-target run
+    single = runner.run_sweep(_params(targets="1", methods=["icu", "repe"], **common), mia=False)
+    key = ["method", "metric"]
+    one = batch.query("setting == 'batch-1'").set_index(key)["value"].sort_index()
+    assert one.equals(single.set_index(key)["value"].sort_index().loc[one.index])
+    assert prompts.names_together(["A", "B", "C"]) == "A, B and C" and prompts.icu_subject(False, "A") is None

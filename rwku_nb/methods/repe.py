@@ -52,10 +52,13 @@ def mean_hidden(model, tokenizer, prompts: list[str], layer: int) -> torch.Tenso
     return torch.stack(seen).mean(0)
 
 
-def control_vector(model, tokenizer, target, texts: list[str], layer: int) -> torch.Tensor:
-    """Novice minus expert mean hidden state at `layer`, shape [hidden]."""
-    return (mean_hidden(model, tokenizer, persona_prompts(tokenizer, target, texts, NOVICE), layer)
-            - mean_hidden(model, tokenizer, persona_prompts(tokenizer, target, texts, EXPERT), layer))
+def control_vector(model, tokenizer, targets, texts: list[list[str]], layer: int) -> torch.Tensor:
+    """Novice minus expert mean hidden state at `layer`, shape [hidden], over every target's stimuli (its
+    texts under its templates): targets unlearned at once share one vector (rwku_nb's choice; the paper does
+    not describe its batch-target RepE)."""
+    prompts = {persona: [p for t, x in zip(targets, texts) for p in persona_prompts(tokenizer, t, x, persona)]
+               for persona in (NOVICE, EXPERT)}
+    return mean_hidden(model, tokenizer, prompts[NOVICE], layer) - mean_hidden(model, tokenizer, prompts[EXPERT], layer)
 
 
 def attach(model, vector: torch.Tensor, layer: int, alpha: float):
@@ -90,7 +93,7 @@ def _alphas(values):
 def run(ctx) -> dict:
     """Compute the control vector and attach it; the runner detaches it after evaluation."""
     layer = layer_of(ctx.model, ctx.params)
-    vector = control_vector(ctx.model, ctx.tokenizer, ctx.target, ctx.corpus["positive"], layer)
+    vector = control_vector(ctx.model, ctx.tokenizer, ctx.targets, [c["positive"] for c in ctx.corpora], layer)
     handle = attach(ctx.model, vector, layer, ctx.params["repe_alpha"])
     ctx.info.update(layer=layer, alpha=ctx.params["repe_alpha"], vector_norm=float(vector.norm()))
     return {"detach": handle.remove, "vector": vector, "layer": layer}
