@@ -7,6 +7,10 @@ Baselines (written from the official semantics, jinzhuoran/RWKU eval/inference.p
 - MIA: one text per forward pass;
 - MMLU 5-shot: one question per forward pass (official batch size 1), argmax over " A".." D", on every
   question of the first tasks of the set (as a full run scores them).
+Each part also prints a *floor* line: the least time any exact implementation on this machine needs, from
+throughput measured in the same run: the distinct prompt tokens (those of a trie of all prompts: a shared
+prefix is counted once) over the measured forward throughput at the batch size rwku_nb uses, plus, for
+generation, the decode steps (every row's new tokens / batch size) times the measured time of one decode step.
 Usage: python -m rwku_nb.bench [--model smollm2-135m-instruct] [--target 1] [--mmlu 40]
 """
 from __future__ import annotations
@@ -96,6 +100,52 @@ def whole_tasks(rows: list[dict], n: int) -> list[dict]:
     return [r for r in rows if r["task"] in tasks]
 
 
+def trie_tokens(sequences: list[list[int]]) -> int:
+    """Tokens a forward pass must compute for `sequences` when every shared prefix is computed once: the
+    number of nodes of their prefix trie (sorted, each sequence adds what it does not share with the one
+    before it)."""
+    out, prev = 0, []
+    for seq in sorted(map(list, sequences)):
+        common = next((i for i, (a, b) in enumerate(zip(seq, prev)) if a != b), min(len(seq), len(prev)))
+        out += len(seq) - common
+        prev = seq
+    return out
+
+
+@torch.no_grad()
+def throughput(model, batch: int, length: int, reps: int = 3, every_position: bool = False) -> float:
+    """Measured throughput, tokens/s, of one forward pass over a [batch, length] block (best of `reps`): the
+    next-token logits of the last position only, or (`every_position`) the MIA's work at every position:
+    all logits and the per-token statistics of `metrics.token_statistics`."""
+    ids = torch.randint(100, 1000, (batch, length), generator=torch.Generator().manual_seed(0))
+
+    def work():
+        if not every_position:
+            return model(input_ids=ids, logits_to_keep=1)
+        return token_statistics(model(input_ids=ids).logits, ids, torch.ones_like(ids))
+
+    work()  # warm-up
+    return batch * length / min(_timed(work)[1] for _ in range(reps))
+
+
+@torch.no_grad()
+def step_time(model, batch: int, context: int, steps: int = 8) -> float:
+    """Measured seconds of one greedy decode step of `batch` rows over a `context`-token key/value cache."""
+    ids = torch.randint(100, 1000, (batch, context), generator=torch.Generator().manual_seed(0))
+    out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+    cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = model(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+    return (time.perf_counter() - start) / steps
+
+
+def floor_line(floor: float, t_ref: float, t: float, what: str) -> str:
+    return (f"  floor ({what}): {floor:7.2f} s  rwku_nb at {t / floor:4.2f}x the floor; the official-style loop "
+            f"at {t_ref / floor:4.2f}x, so no exact implementation beats it by more than {t_ref / floor:4.2f}x")
+
+
 def _timed(fn):
     start = time.perf_counter()
     value = fn()
@@ -116,6 +166,7 @@ def main(argv=None) -> None:
 
     # Warm-up (first calls allocate); not timed.
     official_probe_loop(model, tokenizer, target, 16)[:1]
+    times = {}
     ref_texts, t_ref = _timed(lambda: official_probe_loop(model, tokenizer, target, 16))
     ref_preds = [official_prediction(t) for t in ref_texts]
     answers = [r["answer"] for r in probe_rows(target)]
@@ -130,6 +181,17 @@ def main(argv=None) -> None:
         print(f"  rwku_nb stop={stop:8s} (batch 64, per-row stop): {t:7.2f} s  speed-up {t_ref / t:5.2f}x  "
               f"identical predictions {same_pred}/{len(recs)}  identical scores {same_score}/{len(recs)}  "
               f"mean recall {mean_ours:.2f} vs {mean_ref:.2f}")
+        times[stop] = t
+    # Floor: the prompts' distinct tokens at batch 64, then every row's new tokens (its prediction and the
+    # stop token, at most 30) as decode steps of 64 rows.
+    encoded = [tokenizer(probe_prompt(tokenizer, r["_probe"], r["level"]))["input_ids"] for r in probe_rows(target)]
+    length = int(np.mean([len(e) for e in encoded]))
+    new = sum(min(30, len(tokenizer(p, add_special_tokens=False)["input_ids"]) + 1) for p in ref_preds)
+    prefill, step = throughput(model, 64, length), step_time(model, 64, length + 15)
+    floor = trie_tokens(encoded) / prefill + new / 64 * step
+    print(f"  prompts: {sum(map(len, encoded))} tokens, {trie_tokens(encoded)} distinct; {new} new tokens; "
+          f"prefill {prefill:.0f} tokens/s at batch 64, decode step {1000 * step:.0f} ms at batch 64")
+    print(floor_line(floor, t_ref, times["official"], "stop=official"))
 
     texts = [r["text"] for r in target.mia_forget + target.mia_retain]
     ref, t_ref = _timed(lambda: official_mia_loop(model, tokenizer, texts))
@@ -139,6 +201,11 @@ def main(argv=None) -> None:
     print(f"  official-style loop (one text per forward): {t_ref:7.2f} s")
     print(f"  rwku_nb (length-sorted batches of 8):       {t:7.2f} s  speed-up {t_ref / t:5.2f}x  "
           f"max |score difference| {diff:.2e}")
+    encoded = [tokenizer(x)["input_ids"] for x in texts]
+    rate = throughput(model, 8, int(np.mean([len(e) for e in encoded])), every_position=True)
+    print(f"  texts: {sum(map(len, encoded))} tokens, {trie_tokens(encoded)} distinct; forward with every "
+          f"position's logits and statistics {rate:.0f} tokens/s at batch 8")
+    print(floor_line(trie_tokens(encoded) / rate, t_ref, t, "the distinct tokens at that rate"))
 
     if args.mmlu:
         rows = whole_tasks(target.utility("mmlu"), args.mmlu)
@@ -149,6 +216,12 @@ def main(argv=None) -> None:
         print(f"  official-style loop (one question per forward): {t_ref:7.2f} s")
         print(f"  rwku_nb (batches of 8, one 5-shot prefix per task): {t:7.2f} s  speed-up {t_ref / t:5.2f}x  "
               f"identical predictions {same}/{len(rows)}")
+        encoded = [tokenizer(mmlu_prompt(tokenizer, r))["input_ids"] for r in rows]
+        distinct = trie_tokens(encoded)
+        rate = throughput(model, 8, max(1, distinct // len(rows)))
+        print(f"  prompts: {sum(map(len, encoded))} tokens, {distinct} distinct (5-shot prefixes once per task); "
+              f"forward {rate:.0f} tokens/s at batch 8")
+        print(floor_line(distinct / rate, t_ref, t, "the distinct tokens at that rate"))
 
 
 if __name__ == "__main__":
