@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import random
+import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -99,6 +100,22 @@ def _halved(params: dict, method: str) -> dict | None:
     return p if changed else None
 
 
+_MEMO: tuple = (None, {})  # (weak reference to the original weights, values computed on them)
+
+
+def shared_memo(original) -> dict | None:
+    """The values computed on `original` (a `variants.Snapshot`): one dict for as long as those weights live,
+    so the jobs of a sweep share them (methods.Context.on_original); None for weights that cannot be tracked."""
+    global _MEMO
+    ref, values = _MEMO
+    if ref is None or ref() is not original:
+        try:
+            _MEMO = (weakref.ref(original), {})
+        except TypeError:  # a plain dict of tensors
+            return None
+    return _MEMO[1]
+
+
 class Run:
     """One unlearning run in progress: the model the method changed (LoRA-wrapped, partially frozen or the
     model itself), the training corpora per target, the method's `Context` and what it returned."""
@@ -125,7 +142,8 @@ def unlearned(model, tokenizer, original, job: Job, params: dict, label: str, on
     seed_everything(params["seed"])
     run = Run(prepare_variant(model, job.variant, params) if spec.trains else model, corpora, extra)
     hook = (lambda epoch: on_epoch_end(run, epoch)) if on_epoch_end else None
-    run.ctx = Context(run.model, tokenizer, list(job.targets), corpora, params, job.variant, hook)
+    run.ctx = Context(run.model, tokenizer, list(job.targets), corpora, params, job.variant, hook,
+                      memo=shared_memo(original))
     try:
         run.how = spec.run(run.ctx)
         run.model.eval()

@@ -10,13 +10,17 @@ import torch
 from .errors import RwkuError
 
 
+class Snapshot(dict):
+    """name -> tensor, as `snapshot_weights` takes them (a dict that values computed on it can refer to weakly)."""
+
+
 def snapshot_weights(model: torch.nn.Module, to_cpu: bool = False) -> dict[str, torch.Tensor]:
     """Detached clones of every parameter and buffer, on the model's device unless `to_cpu`."""
     with torch.no_grad():
-        return {
+        return Snapshot({
             name: (t.detach().to("cpu", copy=True) if to_cpu else t.detach().clone())
             for name, t in _named_tensors(model)
-        }
+        })
 
 
 def restore_weights(model: torch.nn.Module, snapshot: dict[str, torch.Tensor]) -> None:

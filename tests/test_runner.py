@@ -205,3 +205,29 @@ def test_icu_and_repe_unlearn_several_targets_at_once(tmp_store, rwku, monkeypat
     one = batch.query("setting == 'batch-1'").set_index(key)["value"].sort_index()
     assert one.equals(single.set_index(key)["value"].sort_index().loc[one.index])
     assert prompts.names_together(["A", "B", "C"]) == "A, B and C" and prompts.icu_subject(False, "A") is None
+
+
+def test_reference_log_probs_are_computed_once_per_sweep(tmp_store, rwku, monkeypatch):
+    """NPO's and DPO's references are values of the original model: the full, LoRA and partial-layer runs of a
+    target share them (LoRA's zero adapters add exact zeros), and a run reusing them gives the same numbers
+    as one computing its own."""
+    from rwku_nb import lifecycle
+    from rwku_nb.methods import dpo, npo
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    calls = []
+    for module, name in ((npo, "reference_nll"), (dpo, "reference_logps")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    hp = {m: {v: {"lr": 1e-3, "epochs": 1, "batch_size": 2} for v in ("full", "lora")} for m in ("npo", "dpo")}
+    common = dict(targets="1", methods=["npo", "dpo"], hparams=hp, utility=[])
+    rows = runner.run_sweep(_params(**common, variants=["full", "lora", "layers-0-1"]), mia=False)
+    assert sorted(calls) == ["reference_logps", "reference_nll"]  # once each, for three variants
+    # LoRA alone, its references computed afresh: the same numbers
+    monkeypatch.setattr(lifecycle, "_MEMO", (None, {}))
+    monkeypatch.setenv("RWKU_NB_RESULTS", str(tmp_store / "alone"))
+    alone = runner.run_sweep(_params(**common, variants=["lora"]), mia=False)
+    assert len(calls) == 4
+    key = ["method", "variant", "metric"]
+    shared = rows.query("variant == 'lora'").set_index(key)["value"].sort_index()
+    assert shared.equals(alone.set_index(key)["value"].sort_index())

@@ -24,6 +24,9 @@ class Context:
     variant: str = "full"
     on_epoch_end: Callable[[int], None] | None = None  # trade-off curve hook, passed to `train`
     info: dict = field(default_factory=dict)  # filled by the method: losses, settings used
+    # Values computed on the original weights, shared by every job of a sweep (rwku_nb.lifecycle.shared_memo);
+    # None: not shared.
+    memo: dict | None = None
 
     @property
     def target(self):
@@ -39,6 +42,16 @@ class Context:
     def name(self) -> str:
         """The target's name, or 'N targets' in the batch-target setting (progress bars)."""
         return self.targets[0].name if len(self.targets) == 1 else f"{len(self.targets)} targets"
+
+    def on_original(self, key, compute: Callable[[], object]):
+        """`compute()`, a value of the model as it is before any weight change (a reference log-prob), computed
+        once per sweep for each `key`: a full, LoRA (adapters at zero add exact zeros) and partial-layer run of
+        a target give the same value, so the jobs after the first reuse it."""
+        if self.memo is None:
+            return compute()
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
     def hparams(self, method: str) -> dict:
         """lr, epochs, batch_size of `method` for this variant and number of targets (config.hparams_for)."""

@@ -39,12 +39,13 @@ def collate_pairs(pairs, pad_id: int, device) -> dict:
 
 
 @torch.no_grad()
-def reference_logps(model, tokenizer, pairs) -> None:
-    """Store each sequence's summed response log-prob under `model` as it is now (the reference)."""
+def reference_logps(model, tokenizer, pairs) -> list[float]:
+    """Store each sequence's summed response log-prob under `model` as it is now (the reference) in its
+    `extra["ref_logp"]`; returned in the order chosen, rejected, chosen, ..."""
     model.eval()
     examples = [example for pair in pairs for example in pair]  # chosen, rejected, chosen, ...
     if not examples:
-        return
+        return []
     # One pair per forward pass (chosen row, then rejected), as DPO always computed its references:
     # another batch composition would change the float rounding of the stored log-probs.
     for batch in forward_batches(model, [e.input_ids for e in examples], padding_id(tokenizer), 2, key=None,
@@ -52,6 +53,7 @@ def reference_logps(model, tokenizer, pairs) -> None:
         nll = summed_nll(batch.logits, labels(batch, [e.labels_mask for e in examples]))
         for i, value in zip(batch.rows, nll):
             examples[i].extra["ref_logp"] = -float(value)
+    return [e.extra["ref_logp"] for e in examples]
 
 
 # Hyperparameters: the official RWKU scripts' values (../shared/PROTOCOL.md, "RWKU methods and hyperparameters");
@@ -68,7 +70,10 @@ def run(ctx) -> dict:
     pairs = [pair for target, c in zip(ctx.targets, ctx.corpora)
              for pair in preference_pairs(ctx.tokenizer, target, c["pair"], ctx.params["max_length"])]
     # The method runs before any weight change (LoRA adapters start at zero), so this is the reference.
-    reference_logps(ctx.model, ctx.tokenizer, pairs)
+    examples = [e for pair in pairs for e in pair]
+    key = ("dpo reference", tuple((tuple(e.input_ids), e.labels_mask and tuple(e.labels_mask)) for e in examples))
+    for e, ref in zip(examples, ctx.on_original(key, lambda: reference_logps(ctx.model, ctx.tokenizer, pairs))):
+        e.extra["ref_logp"] = ref
 
     def loss_fn(model, batch):
         logp = -sequence_nll(model, batch)
