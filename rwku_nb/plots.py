@@ -103,13 +103,21 @@ def _not_measured(ax) -> None:
     ax.set_yticks([])
 
 
-def _legend_right(fig, axes) -> None:
-    """One legend for all panels, right of them, with each label once."""
+LEGEND_WIDTH = 1.7  # inches right of the panels for the shared legend
+
+
+def _legend_right(fig, axes, title: str) -> None:
+    """One legend for all panels, in a strip right of them (inside the saved image), with each label once;
+    the panels and the wrapped title are laid out in the rest."""
     seen = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
-    fig.legend(list(seen.values()), list(seen), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=True)
+    right = 1 - LEGEND_WIDTH / fig.get_figwidth()
+    fig.legend(list(seen.values()), list(seen), fontsize=7, loc="center left", bbox_to_anchor=(right, 0.5),
+               frameon=True)
+    fig.suptitle(textwrap.fill(title, 140), fontsize=9)
+    fig.tight_layout(rect=(0, 0, right, 1))
 
 
 def tradeoff(curve, before=None, title: str = "", panels=FIG3_PANELS):
@@ -121,7 +129,7 @@ def tradeoff(curve, before=None, title: str = "", panels=FIG3_PANELS):
 
     curve = curve.reset_index()
     groups = dict(list(curve.groupby("Method", sort=False)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1.6, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + LEGEND_WIDTH, 3.8), squeeze=False)
     axes = list(axes[0])
     for ax, column in zip(axes, panels):
         name = " ".join(column)
@@ -141,9 +149,7 @@ def tradeoff(curve, before=None, title: str = "", panels=FIG3_PANELS):
             ax.set_ylabel(_unit(column), fontsize=8)
         ax.set_title(PANEL_NAMES[column], fontsize=9)
         ax.tick_params(labelsize=7)
-    _legend_right(fig, axes)
-    fig.suptitle(textwrap.fill(title, 140), fontsize=9)
-    fig.tight_layout()
+    _legend_right(fig, axes, title)
     return fig
 
 
@@ -156,7 +162,7 @@ def by_group(table, level: str, kind: str = "line", title: str = "", panels=None
 
     panels = panels or (FIG5_PANELS if kind == "line" else FIG7_PANELS)
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns + 1.6, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns + LEGEND_WIDTH, 2.9 * rows), squeeze=False)
     axes = list(axes.flat)
     flat = table.reset_index()
     steps = list(dict.fromkeys(flat[level]))
@@ -185,9 +191,7 @@ def by_group(table, level: str, kind: str = "line", title: str = "", panels=None
         ax.tick_params(labelsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    _legend_right(fig, axes)
-    fig.suptitle(textwrap.fill(title, 140), fontsize=9)
-    fig.tight_layout()
+    _legend_right(fig, axes, title)
     return fig
 
 

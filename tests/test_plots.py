@@ -63,6 +63,18 @@ def test_fig3_has_its_four_panels_and_says_which_are_unmeasured():
         assert not ax.lines and plots.NOT_MEASURED in [t.get_text() for t in ax.texts]
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["RepE", "GA Full", "Before"]  # one entry each
+    _inside_the_image(fig)
+
+
+def _inside_the_image(fig):
+    """The shared legend and every panel lie inside the saved image, and no panel runs under the legend."""
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1 and legend.y0 >= fig.bbox.y0
+    for ax in fig.axes:
+        if ax.get_visible():
+            box = ax.get_tightbbox()
+            assert box.x1 <= legend.x0 and box.x0 >= fig.bbox.x0 and box.y1 <= fig.bbox.y1
 
 
 def test_fig5_and_fig7_draw_every_panel_of_the_paper():
@@ -81,3 +93,4 @@ def test_fig5_and_fig7_draw_every_panel_of_the_paper():
     assert _panel_titles(fig) == [plots.PANEL_NAMES[c] for c in plots.FIG7_PANELS] and len(plots.FIG7_PANELS) == 8
     bars = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}["TruthfulQA (Tru)"].patches
     assert sorted(b.get_height() for b in bars) == [1.0, 2.0, 3.0, 4.0]
+    _inside_the_image(fig)
