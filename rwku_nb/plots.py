@@ -92,6 +92,11 @@ FIG7_PANELS = [("Forget", c) for c in ("FB", "QA", "AA", "All")] + [("Neighbor",
 NOT_MEASURED = "not measured in this run\n(the profile's `utility` leaves it out)"
 
 
+def _family_order(label: str) -> tuple:
+    family = str(label).rpartition(" ")[0] if str(label).endswith((" Full", " LoRA")) else str(label)
+    return (FAMILIES.index(family) if family in FAMILIES else len(FAMILIES), str(label))
+
+
 def _unit(column: tuple) -> str:
     return UNITS.get(column[0], UNITS.get(column[1], ""))
 
@@ -158,15 +163,13 @@ def by_group(table, level: str, kind: str = "line", title: str = "", panels=None
     "line") or bar group ("bar") per method: paper Fig. 5 (number of targets, `FIG5_PANELS`, the default for
     "line") and Fig. 7 (trained layers, `FIG7_PANELS`, the default for "bar")."""
     sns.set_theme(style="whitegrid", context="notebook")
-    from .tables import _row_order
-
     panels = panels or (FIG5_PANELS if kind == "line" else FIG7_PANELS)
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns + LEGEND_WIDTH, 2.9 * rows), squeeze=False)
     axes = list(axes.flat)
     flat = table.reset_index()
     steps = list(dict.fromkeys(flat[level]))
-    methods = _row_order(dict.fromkeys(flat["Method"]))
+    methods = sorted(dict.fromkeys(flat["Method"]), key=_family_order)  # the paper's order: ICU, RepE, GA, DPO, ...
     width = 0.8 / max(1, len(methods))
     for ax, column in zip(axes, panels):
         values = flat[column] if column in flat else None

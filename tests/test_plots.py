@@ -78,14 +78,15 @@ def _inside_the_image(fig):
 
 
 def test_fig5_and_fig7_draw_every_panel_of_the_paper():
-    index = pd.MultiIndex.from_tuples([(m, n) for m in ("GA", "NPO") for n in (1, 2)], names=["Method", "Targets"])
+    index = pd.MultiIndex.from_tuples([(m, n) for m in ("NPO", "GA") for n in (1, 2)], names=["Method", "Targets"])
     table = pd.DataFrame({c: [10.0, 20.0, 30.0, 40.0] for c in plots.FIG5_PANELS}, index=index)
     table[("Utility", "Rea")] = float("nan")
     fig = plots.by_group(table, "Targets", "line", title="t")
     assert _panel_titles(fig) == [plots.PANEL_NAMES[c] for c in plots.FIG5_PANELS] and len(plots.FIG5_PANELS) == 12
     axes = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
     npo = next(line for line in axes["Forget QA"].lines if line.get_label() == "NPO")
-    assert list(npo.get_ydata()) == [30.0, 40.0] and npo.get_color() == plots.method_style("NPO")["color"]
+    assert list(npo.get_ydata()) == [10.0, 20.0] and npo.get_color() == plots.method_style("NPO")["color"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["GA", "NPO"]  # the paper's order
     assert not axes["BBH (Rea)"].lines and plots.NOT_MEASURED in [t.get_text() for t in axes["BBH (Rea)"].texts]
     windows = pd.MultiIndex.from_tuples([(m, w) for m in ("GA", "RT") for w in ("0-1", "2-3")], names=["Method", "Layers"])
     layers = pd.DataFrame({c: [1.0, 2.0, 3.0, 4.0] for c in plots.FIG7_PANELS}, index=windows)
