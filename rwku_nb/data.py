@@ -96,10 +96,10 @@ class Target:
             return self._source()._utility_rows(self, stem)
         return self._source()._rows(self, stem)
 
-    def has(self, kind: str) -> bool:
-        """Whether rows of `kind` exist for this target (utility: its own file or a shared one)."""
+    def has(self, kind: str, own: bool = False) -> bool:
+        """Whether rows of `kind` exist for this target (utility: its own file or, unless `own`, a shared one)."""
         stem = stem_of(kind)
-        if stem in UTILITY_STEMS:
+        if stem in UTILITY_STEMS and not own:
             return self._source()._utility_owner(self, stem) is not None
         return self._source()._exists(self, stem)
 

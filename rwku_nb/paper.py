@@ -67,6 +67,11 @@ PAPER_TABLE3 = {"Forget FB": (3268, 12.7), "Forget QA": (2879, 11.1), "Forget AA
                 "Neighbor FB": (5846, 14.6), "Neighbor QA": (5533, 10.5), "MIA FM": (6198, 139.9),
                 "MIA RM": (7487, 131.9)}
 
+# The utility sets per target as the paper's datasheet gives them (../shared/PROTOCOL.md): 171 MMLU, 81 BBH, 50
+# TruthfulQA, 100 TriviaQA, 50 AlpacaEval items. The official evaluation (train/*/workflow.py) scores every row
+# of the released files instead (500 each); rwku_nb follows the code.
+DATASHEET_UTILITY = {"mmlu": 171, "bbh": 81, "truthfulqa": 50, "triviaqa": 100, "fluency": 50}
+
 
 def paper_table1(rows: dict | None = None) -> pd.DataFrame:
     """The paper's LLaMA3-8B-Instruct Table 1 (or other `rows` of the paper) in the same layout as `table1`."""

@@ -1,15 +1,19 @@
 """Table 1 of RWKU (single-target results) as a view of the results store."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from .evaluation import table1_columns
 from .methods import METHODS
-from .paper import PAPER_MODELS, PAPER_TABLE1_LLAMA3, PAPER_TABLE3, REPORTED_LLAMA3, paper_model, paper_table1
+from .paper import (DATASHEET_UTILITY, PAPER_MODELS, PAPER_TABLE1_LLAMA3, PAPER_TABLE3, REPORTED_LLAMA3, paper_model,
+                    paper_table1)
 from .paths import atomic_write_text, figures_dir, shown
 from .config import layer_window
 from .jobs import SINGLE, Point
+from .schema import UTILITY_SETS
 
 VARIANT_LABELS = {"none": "", "full": "Full", "lora": "LoRA"}
 
@@ -75,6 +79,36 @@ def dataset_statistics(targets) -> pd.DataFrame:
         out[name] = {("Here", "Targets"): len(having), ("Here", "Items"): len(lengths),
                      ("Here", "Avg. length"): sum(lengths) / len(lengths) if lengths else float("nan"),
                      ("Paper, 200 targets", "Items"): items, ("Paper, 200 targets", "Avg. length"): length}
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    table.index.name = "Set"
+    return table
+
+
+UTILITY_NAMES = {"mmlu": "MMLU (Gen)", "bbh": "BBH (Rea)", "truthfulqa": "TruthfulQA (Tru)",
+                 "triviaqa": "TriviaQA (Fac)", "fluency": "AlpacaEval (Flu)"}
+UTILITY_TEXT = {"mmlu": "question", "bbh": "question", "truthfulqa": "question", "triviaqa": "question",
+                "fluency": "instruction"}
+
+
+def utility_statistics(targets) -> pd.DataFrame:
+    """The utility sets present, beside what the paper's datasheet and the official code use: per set, the
+    targets with their own copy, the distinct contents among all targets' sets (a target without a copy reads
+    another's), items per target and their average length in whitespace words (question or instruction), the
+    datasheet's items per target, and the items the official evaluation scores (every row of the file)."""
+    out = {}
+    for name, label in UTILITY_NAMES.items():
+        present = any(t.has(UTILITY_SETS[name]) for t in targets)
+        sets = [t.utility(name) for t in targets] if present else []  # none anywhere: a row of zeros
+        contents = {json.dumps(rows, sort_keys=True, default=str) for rows in sets}
+        size = max((len(rows) for rows in sets), default=0)
+        words = [len(str(r[UTILITY_TEXT[name]]).split()) for rows in sets[:1] for r in rows]
+        out[label] = {("Here", "Targets with a copy"): sum(t.has(UTILITY_SETS[name], own=True) for t in targets),
+                      ("Here", "Distinct sets"): len(contents),
+                      ("Here", "Items per target"): size,  # the largest set when they differ (see Distinct sets)
+                      ("Here", "Avg. length"): sum(words) / len(words) if words else float("nan"),
+                      ("Paper datasheet", "Items per target"): DATASHEET_UTILITY[name],
+                      ("Official code", "Items scored"): size}
     table = pd.DataFrame.from_dict(out, orient="index")
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     table.index.name = "Set"

@@ -239,3 +239,28 @@ def test_curve_table_ends_every_trained_run_at_its_table1_result():
                                                                      ["SGA Full", 1, 45.0]]
     no_curve = pd.DataFrame([r for r in rows if r["setting"] == "single"])
     assert tables.curve_table(no_curve).empty  # a sweep without curve points draws no curve
+
+
+def test_utility_statistics_set_the_data_beside_the_datasheet_and_the_code(tmp_path):
+    import json
+
+    from rwku_nb.data import RWKU
+
+    mmlu = [{"task": "t", "question": "one two three", "choices": ["a", "b", "c", "d"], "answer": 0, "examples": []},
+            {"task": "t", "question": "one", "choices": ["a", "b", "c", "d"], "answer": 1, "examples": []}]
+    for folder, rows in (("1_Stephen_King", mmlu), ("2_Confucius", None)):
+        d = tmp_path / "Target" / folder
+        d.mkdir(parents=True)
+        (d / "intro.json").write_text(json.dumps([{"target": folder[2:].replace("_", " "), "intro": "x"}]))
+        if rows:
+            (d / "retain_mmlu.json").write_text(json.dumps(rows))
+    t = tables.utility_statistics(RWKU(tmp_path).select("all"))
+    row = t.loc["MMLU (Gen)"]
+    # target 2 has no copy and reads target 1's: one distinct set of 2 items, 2 words on average
+    assert row[("Here", "Targets with a copy")] == 1 and row[("Here", "Distinct sets")] == 1
+    assert row[("Here", "Items per target")] == 2 and row[("Here", "Avg. length")] == 2.0
+    assert row[("Paper datasheet", "Items per target")] == 171 and row[("Official code", "Items scored")] == 2
+    assert list(t.index) == ["MMLU (Gen)", "BBH (Rea)", "TruthfulQA (Tru)", "TriviaQA (Fac)", "AlpacaEval (Flu)"]
+    bbh = t.loc["BBH (Rea)"]  # in no target folder: counted as absent, not an error
+    assert bbh[("Here", "Targets with a copy")] == 0 and bbh[("Here", "Items per target")] == 0
+    assert math.isnan(bbh[("Here", "Avg. length")]) and bbh[("Paper datasheet", "Items per target")] == 81
