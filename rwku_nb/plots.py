@@ -10,7 +10,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from .evaluation import UTILITY_COLUMNS
 from .paths import figures_dir, shown
+from .schema import UTILITY_LABELS
 
 
 # One style per method in every figure: a colour per method family (the paper's methods, then the newer
@@ -78,9 +80,8 @@ def knowledge_bars(table, title: str = ""):
 # What each Table 1 column measures, for panel titles and axes (units: rwku_nb.utility, rwku_nb.metrics).
 PANEL_NAMES = {("Forget", "FB"): "Forget FB", ("Forget", "QA"): "Forget QA", ("Forget", "AA"): "Forget AA",
                ("Forget", "All"): "Forget All", ("Neighbor", "FB"): "Neighbor FB", ("Neighbor", "QA"): "Neighbor QA",
-               ("Neighbor", "All"): "Neighbor All", ("Utility", "Gen"): "MMLU (Gen)", ("Utility", "Rea"): "BBH (Rea)",
-               ("Utility", "Tru"): "TruthfulQA (Tru)", ("Utility", "Fac"): "TriviaQA (Fac)",
-               ("Utility", "Flu"): "AlpacaEval fluency (Flu)"}
+               ("Neighbor", "All"): "Neighbor All",
+               **{column: UTILITY_LABELS[metric.removeprefix("utility_")] for metric, column in UTILITY_COLUMNS.items()}}
 UNITS = {"Forget": "ROUGE-L recall x100", "Neighbor": "ROUGE-L recall x100", "Gen": "accuracy x100",
          "Rea": "exact match x100", "Tru": "MC1 accuracy x100", "Fac": "F1 x100", "Flu": "n-gram entropy x100"}
 # The paper's panels: Fig. 3 (y against forget All), Fig. 5 (batch-target) and Fig. 7 (partial-layer).

@@ -40,6 +40,9 @@ UTILITY_SETS: dict[str, str] = {
     "triviaqa": "triviaqa",
     "fluency": "fluency",
 }
+# Utility set name -> its name in tables and figure panels (the Table 1 column it feeds in brackets).
+UTILITY_LABELS: dict[str, str] = {"mmlu": "MMLU (Gen)", "bbh": "BBH (Rea)", "truthfulqa": "TruthfulQA (Tru)",
+                                  "triviaqa": "TriviaQA (Fac)", "fluency": "AlpacaEval fluency (Flu)"}
 
 # File stem -> (hub config, hub split). The stems are the kinds `Target.has` / `Target.rows` /
 # `Target.summary` use.

@@ -13,7 +13,7 @@ from .paper import (DATASHEET_UTILITY, PAPER_MODELS, PAPER_TABLE1_LLAMA3, PAPER_
 from .paths import atomic_write_text, figures_dir, shown
 from .config import layer_window
 from .jobs import SINGLE, Point
-from .schema import UTILITY_SETS
+from .schema import UTILITY_LABELS, UTILITY_SETS
 
 VARIANT_LABELS = {"none": "", "full": "Full", "lora": "LoRA"}
 
@@ -85,8 +85,6 @@ def dataset_statistics(targets) -> pd.DataFrame:
     return table
 
 
-UTILITY_NAMES = {"mmlu": "MMLU (Gen)", "bbh": "BBH (Rea)", "truthfulqa": "TruthfulQA (Tru)",
-                 "triviaqa": "TriviaQA (Fac)", "fluency": "AlpacaEval (Flu)"}
 UTILITY_TEXT = {"mmlu": "question", "bbh": "question", "truthfulqa": "question", "triviaqa": "question",
                 "fluency": "instruction"}
 
@@ -97,7 +95,7 @@ def utility_statistics(targets) -> pd.DataFrame:
     another's), items per target and their average length in whitespace words (question or instruction), the
     datasheet's items per target, and the items the official evaluation scores (every row of the file)."""
     out = {}
-    for name, label in UTILITY_NAMES.items():
+    for name, label in UTILITY_LABELS.items():
         present = any(t.has(UTILITY_SETS[name]) for t in targets)
         sets = [t.utility(name) for t in targets] if present else []  # none anywhere: a row of zeros
         contents = {json.dumps(rows, sort_keys=True, default=str) for rows in sets}

@@ -260,7 +260,7 @@ def test_utility_statistics_set_the_data_beside_the_datasheet_and_the_code(tmp_p
     assert row[("Here", "Targets with a copy")] == 1 and row[("Here", "Distinct sets")] == 1
     assert row[("Here", "Items per target")] == 2 and row[("Here", "Avg. length")] == 2.0
     assert row[("Paper datasheet", "Items per target")] == 171 and row[("Official code", "Items scored")] == 2
-    assert list(t.index) == ["MMLU (Gen)", "BBH (Rea)", "TruthfulQA (Tru)", "TriviaQA (Fac)", "AlpacaEval (Flu)"]
+    assert list(t.index) == ["MMLU (Gen)", "BBH (Rea)", "TruthfulQA (Tru)", "TriviaQA (Fac)", "AlpacaEval fluency (Flu)"]
     bbh = t.loc["BBH (Rea)"]  # in no target folder: counted as absent, not an error
     assert bbh[("Here", "Targets with a copy")] == 0 and bbh[("Here", "Items per target")] == 0
     assert math.isnan(bbh[("Here", "Avg. length")]) and bbh[("Paper datasheet", "Items per target")] == 81

@@ -43,12 +43,13 @@ class Context:
         """The target's name, or 'N targets' in the batch-target setting (progress bars)."""
         return self.targets[0].name if len(self.targets) == 1 else f"{len(self.targets)} targets"
 
-    def on_original(self, key, compute: Callable[[], object]):
-        """`compute()`, a value of the model as it is before any weight change (a reference log-prob), computed
-        once per sweep for each `key`: a full, LoRA (adapters at zero add exact zeros) and partial-layer run of
-        a target give the same value, so the jobs after the first reuse it."""
+    def on_original(self, name: str, examples, compute: Callable[[], object]):
+        """`compute()`, a value of the model as it is before any weight change (`name`: e.g. NPO's reference
+        NLLs of `examples`), computed once per sweep for the same examples: a full, LoRA (adapters at zero add
+        exact zeros) and partial-layer run of a target give the same value, so the jobs after the first reuse it."""
         if self.memo is None:
             return compute()
+        key = (name, tuple((tuple(e.input_ids), e.labels_mask and tuple(e.labels_mask)) for e in examples))
         if key not in self.memo:
             self.memo[key] = compute()
         return self.memo[key]

@@ -71,8 +71,8 @@ def run(ctx) -> dict:
              for pair in preference_pairs(ctx.tokenizer, target, c["pair"], ctx.params["max_length"])]
     # The method runs before any weight change (LoRA adapters start at zero), so this is the reference.
     examples = [e for pair in pairs for e in pair]
-    key = ("dpo reference", tuple((tuple(e.input_ids), e.labels_mask and tuple(e.labels_mask)) for e in examples))
-    for e, ref in zip(examples, ctx.on_original(key, lambda: reference_logps(ctx.model, ctx.tokenizer, pairs))):
+    refs = ctx.on_original("dpo reference", examples, lambda: reference_logps(ctx.model, ctx.tokenizer, pairs))
+    for e, ref in zip(examples, refs):
         e.extra["ref_logp"] = ref
 
     def loss_fn(model, batch):

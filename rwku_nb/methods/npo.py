@@ -45,8 +45,8 @@ def run(ctx) -> dict:
     beta = ctx.params["npo_beta"]
     examples = text_examples(ctx.tokenizer, ctx.corpus["positive"], ctx.params["max_length"])
     # The method runs before any weight change (LoRA adapters start at zero), so this is the reference.
-    key = ("npo reference", tuple((tuple(e.input_ids), e.labels_mask and tuple(e.labels_mask)) for e in examples))
-    for e, ref in zip(examples, ctx.on_original(key, lambda: reference_nll(ctx.model, ctx.tokenizer, examples))):
+    refs = ctx.on_original("npo reference", examples, lambda: reference_nll(ctx.model, ctx.tokenizer, examples))
+    for e, ref in zip(examples, refs):
         e.extra["ref_nll"] = ref
     ctx.train(examples, lambda m, b: npo_loss(m, b, beta), "npo", "NPO")
     return {}
