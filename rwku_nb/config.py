@@ -119,6 +119,10 @@ def make_params(values: dict, source: str = "parameters") -> dict:
             if key != "methods" and not METHODS[m].trains and m not in allowed:
                 raise RwkuError(f"{source}: {key!r} lists {m!r}, which trains nothing; use trained methods "
                                 f"({_trained()}){''.join(f' or {a}' for a in sorted(allowed))}.")
+    extra = [u for u in params["curve_utility"] or () if u not in params["utility"]]
+    if extra:
+        raise RwkuError(f"{source}: key 'curve_utility' lists {extra}, which key 'utility' {params['utility']} leaves "
+                        "out; a curve point measures some of the final model's utility sets, not others.")
     _check_selective(params, source)
     params["hparams"] = _hparams(params, source)
     return params

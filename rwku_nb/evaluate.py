@@ -22,6 +22,7 @@ from .metrics import (
 from .models import padding_id
 from .prompts import icu_subject, probe_prompt
 from .scoring import forward_batches
+from .utility import subset
 
 LEVEL_NAMES = {1: "FB", 2: "QA", 3: "AA"}
 PROBE_SETS = (("forget", 1), ("forget", 2), ("forget", 3), ("neighbor", 1), ("neighbor", 2))
@@ -112,13 +113,17 @@ def mia_member_scores(model, tokenizer, texts: list[str], batch_size: int = 8, d
     return scores
 
 
-def evaluate_mia(model, tokenizer, target, icu: bool | str = False, batch_size: int = 8) -> list[dict]:
-    """(metric, value, n) rows of MIA on the forget (FM) and retain (RM) member sets, with FM-vs-RM AUC.
+def evaluate_mia(model, tokenizer, target, icu: bool | str = False, batch_size: int = 8,
+                 size: int | None = None) -> list[dict]:
+    """(metric, value, n) rows of MIA on the forget (FM) and retain (RM) member sets, with FM-vs-RM AUC;
+    `size` caps each set at that many texts, spread evenly over it (None: all, as the paper).
 
     Loss is reported as the paper does: NLL x 100 (mean token log-likelihood -2.27 -> 227).
     """
-    fm = mia_member_scores(model, tokenizer, _mia_texts(target.mia_forget, icu, target.name), batch_size, "MIA FM")
-    rm = mia_member_scores(model, tokenizer, _mia_texts(target.mia_retain, icu, target.name), batch_size, "MIA RM")
+    fm = mia_member_scores(model, tokenizer, _mia_texts(subset(target.mia_forget, size), icu, target.name), batch_size,
+                           "MIA FM")
+    rm = mia_member_scores(model, tokenizer, _mia_texts(subset(target.mia_retain, size), icu, target.name), batch_size,
+                           "MIA RM")
     out = []
     for name, scores in (("fm", fm), ("rm", rm)):
         if not scores:

@@ -10,6 +10,8 @@ also part of its jobs' identity (`identity_metrics`), so results computed withou
 """
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,6 +34,8 @@ class Evaluation:
     params: dict
     icu: bool | str = False  # ICU's instruction: True names the target; a string names targets unlearned at once
     predictions: list = field(default_factory=list)
+    # utility rows already computed on this very model (the targets of one batch-target point share them)
+    memo: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -67,18 +71,41 @@ def register_metric(name: str, stage: str, columns: dict | None = None, required
 
 
 def evaluate_target(model, tokenizer, target, params: dict, icu: bool | str = False,
-                    mia: bool = True, utility: bool = False) -> tuple[list[dict], list[dict]]:
+                    mia: bool = True, utility: bool = False, memo: dict | None = None) -> tuple[list[dict], list[dict]]:
     """(metric rows, per-probe predictions) of one target: every registered metric of the stages asked for
-    (`probes` always; `mia`; `utility`: the profile's utility sets, each capped at `utility_size` items)."""
+    (`probes` always; `mia`; `utility`: the profile's utility sets, each capped at `utility_size` items).
+    `memo`: a dict shared by the evaluations of one unchanged model (the targets of a batch-target run), so a
+    utility set with the same items and instruction is scored once."""
     stages = {"probes", *(["mia"] if mia else []), *(["utility"] if utility else [])}
-    ev = Evaluation(model, tokenizer, target, params, icu)
+    ev = Evaluation(model, tokenizer, target, params, icu, memo=memo)
     rows: list[dict] = []
     for stage in STAGES:  # the probes' predictions first: later metrics may read them
         if stage in stages:
             for spec in METRICS.values():
                 if spec.stage == stage:
-                    rows += spec.compute(ev)
+                    got = spec.compute(ev)
+                    bad = [r["metric"] for r in got if (stage == "mia") != r["metric"].startswith(MIA_PREFIX)]
+                    if bad:
+                        raise RwkuError(f"metric {spec.name!r} (stage {stage}) returned rows {bad}: rows of the mia "
+                                        f"stage, and only they, are named {MIA_PREFIX}*; rename them.")
+                    rows += got
     return rows, ev.predictions
+
+
+MIA_PREFIX = "mia_"  # the metric rows of the mia stage, and no others, start with it
+
+
+def curve_point_params(params: dict) -> dict:
+    """The profile as a trade-off curve point evaluates with: its `curve_utility` sets, if it names them."""
+    return params if params["curve_utility"] is None else {**params, "utility": list(params["curve_utility"])}
+
+
+def as_curve_point(rows: list[dict], params: dict) -> list[dict]:
+    """The metric rows of a final evaluation that a curve point of the same model holds: without the mia
+    stage's rows and without the utility sets the points do not measure (`curve_utility`)."""
+    sets = curve_point_params(params)["utility"]
+    return [r for r in rows if not r["metric"].startswith(MIA_PREFIX)
+            and not (r["metric"].startswith("utility_") and r["metric"][len("utility_"):] not in sets)]
 
 
 def missing_metrics(identity: dict, rows: list[dict]) -> list[str]:
@@ -132,7 +159,8 @@ def _probes(ev: Evaluation) -> list[dict]:
                  required=lambda identity: (), builtin=True)
 def _mia(ev: Evaluation) -> list[dict]:
     """LOSS, Zlib, Min-K%++ means on the forget and retain member sets and the FM-vs-RM AUCs (rwku_nb.evaluate)."""
-    return evaluate_mia(ev.model, ev.tokenizer, ev.target, icu=ev.icu, batch_size=ev.params["mia_batch_size"])
+    return evaluate_mia(ev.model, ev.tokenizer, ev.target, icu=ev.icu, batch_size=ev.params["mia_batch_size"],
+                        size=ev.params["mia_size"])
 
 
 @register_metric("utility", "utility", UTILITY_COLUMNS, builtin=True,
@@ -142,6 +170,14 @@ def _utility(ev: Evaluation) -> list[dict]:
     p = ev.params
     if not p["utility"]:
         return []
-    sets = {name: utility_metrics.subset(ev.target.utility(name), p["utility_size"]) for name in p["utility"]}
-    return utility_metrics.evaluate_utility(ev.model, ev.tokenizer, sets, icu_subject=icu_subject(ev.icu, ev.target.name),
-                                            batch_size=p["utility_batch_size"])
+    subject = icu_subject(ev.icu, ev.target.name)
+    memo = ev.memo if ev.memo is not None else {}
+    out = []
+    for name in p["utility"]:
+        items = utility_metrics.subset(ev.target.utility(name), p["utility_size"])
+        key = ("utility", name, subject, json.dumps(items, sort_keys=True, default=str))
+        if key not in memo:
+            memo[key] = utility_metrics.evaluate_utility(ev.model, ev.tokenizer, {name: items}, icu_subject=subject,
+                                                         batch_size=p["utility_batch_size"])
+        out += memo[key]
+    return out

@@ -97,6 +97,8 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
                        "mia": mia, "utility": used_utility,
                        "utility_size": params["utility_size"] if used_utility else None},
     }
+    if mia and params["mia_size"] is not None:  # a capped member set (absent when all texts are scored)
+        out["evaluation"]["mia_size"] = params["mia_size"]
     extra = identity_metrics()
     if extra:  # metrics registered outside the package (built-in ones are covered by METRIC_VERSION)
         out["evaluation"]["metrics"] = extra
@@ -138,11 +140,20 @@ def identity(params: dict, label: str, targets, method: str, variant: str, exper
                 out["robustness"]["forget_corpus"].update(
                     max_new_tokens=params["corpus_max_new_tokens"], batch_size=params["corpus_batch_size"],
                     inputs=generation_digest(["positive"], targets[0], params["generation_dir"]))
-    curve = params["curve"] and experiment == SINGLE and not layer_window(variant)
-    if curve and (spec.trains or method == "repe"):
+    if has_curve(params, experiment, variant) and (spec.trains or method == "repe"):
         out["curve"] = {"epochs": True} if spec.trains else {"repe_alphas": list(params["repe_alphas"])}
         out["curve"]["stages"] = ["probes", "utility"]  # what each point measures
+        if params["curve_utility"] is not None:  # fewer sets at the points than at the final model
+            out["curve"]["utility"] = list(params["curve_utility"])
     return out
+
+
+def has_curve(params: dict, experiment: str, variant: str) -> bool:
+    """Whether a job stores trade-off curve points: a single-target Table 1 run (not a layer window) of a
+    profile with `curve`, in one of its `curve_variants` (None: every variant)."""
+    wanted = params["curve_variants"]
+    return bool(params["curve"] and experiment == SINGLE and not layer_window(variant)
+                and (wanted is None or variant in wanted or variant == "none"))
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from . import distributed, injection, models, results, variants
 from .config import layer_window
 from .corpus import generate_corpus, provided_corpus
 from .errors import RwkuError
-from .evaluation import evaluate_target
-from .jobs import SINGLE, Job, Point
+from .evaluation import as_curve_point, curve_point_params, evaluate_target
+from .jobs import Job, Point, has_curve
 from .memorization import wikitext
 from .methods import METHODS, Context
 from .progress import tqdm
@@ -160,14 +160,18 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
     """A single-target, batch-target or partial-layer job: unlearn, evaluate every target, store (with the
     per-epoch / per-alpha trade-off points of a single-target run that asks for `curve`)."""
     targets, mia, setting = list(job.targets), job.mia, job.setting
-    curve = params["curve"] and setting == SINGLE and not layer_window(job.variant)  # Table 1 runs only
+    curve = has_curve(params, setting, job.variant)  # Table 1 runs only
 
     utility = bool(job.identity["evaluation"]["utility"])
 
     def evaluate_all(m, how: dict, final: bool) -> dict:
         # MIA on the final model of a run that asks for it; probes and utility on it and on every curve point.
-        return {t.index: evaluate_target(m, tokenizer, t, params, icu=how.get("icu", False), mia=final and mia,
-                                         utility=utility)
+        # The targets of a batch-target run share one model: a utility set is scored once for all (memo).
+        # A curve point measures the profile's `curve_utility` sets (default: all of them).
+        memo: dict = {}
+        at = params if final else curve_point_params(params)
+        return {t.index: evaluate_target(m, tokenizer, t, at, icu=how.get("icu", False), mia=final and mia,
+                                         utility=utility, memo=memo)
                 for t in targets}
 
     def store(run: Run, at_setting: str, evaluated: dict, info: dict) -> None:
@@ -180,17 +184,22 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
     with unlearned(model, tokenizer, original, job, params, label, on_epoch_end if curve else None) as run:
         evaluated = evaluate_all(run.model, run.how, True)
         if curve and "vector" in run.how:
-            _steering_curve(run, params, store, evaluate_all)
+            _steering_curve(run, params, store, evaluate_all, evaluated)
     store(run, setting, evaluated, run.ctx.info)
 
 
-def _steering_curve(run: Run, params: dict, store, evaluate_all) -> None:
-    """RepE trade-off points: the same control vector added at each weight of `repe_alphas`."""
+def _steering_curve(run: Run, params: dict, store, evaluate_all, final: dict) -> None:
+    """RepE trade-off points: the same control vector added at each weight of `repe_alphas`; the point at the
+    Table 1 weight (`repe_alpha`) is the final evaluation `final` as a curve point holds it, not evaluated again."""
     from .methods import repe
 
     how = run.how
     how["detach"]()  # the Table 1 weight's hook; each point attaches its own
     for alpha in params["repe_alphas"]:
+        if alpha == params["repe_alpha"]:
+            same = {t: (as_curve_point(rows, params), preds) for t, (rows, preds) in final.items()}
+            store(run, Point("alpha", alpha).name, same, {"alpha": alpha})
+            continue
         handle = repe.attach(run.model, how["vector"], how["layer"], alpha)
         try:
             evaluated = evaluate_all(run.model, {}, False)

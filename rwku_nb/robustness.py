@@ -40,8 +40,21 @@ def robust_jobs(params: dict) -> list[Job]:
     from .runner import jobs
 
     label = injection.model_label(params)
-    return [make_job(params, label, [t], m, v, ROBUST, False) for t in RWKU(params["data"]).select(params["targets"])
+    return [make_job(params, label, [t], m, v, ROBUST, False) for t in RWKU(params["data"]).select(attacked(params))
             for m, v in jobs(params["robust_methods"], params["robust_variants"])]
+
+
+def attacked(params: dict):
+    """The targets the robustness jobs unlearn and attack: `robust_targets`, or the profile's targets."""
+    return params["targets"] if params["robust_targets"] is None else params["robust_targets"]
+
+
+def before_rows(params: dict | str) -> pd.DataFrame:
+    """The Before rows of Table 1 (notebook 02's single-target sweep, resumed) of the attacked targets."""
+    from .runner import as_params, run_sweep
+
+    params = as_params(params)
+    return run_sweep({**params, "methods": ["before"], "targets": attacked(params)})
 
 
 def run_robustness(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:

@@ -121,8 +121,10 @@ def run_batch(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
 
 
 def layer_params(params: dict) -> dict:
-    """The profile as its partial-layer sweep: `layer_methods` x the 'layers-A-B' variants of `layer_windows`."""
-    return {**params, "methods": params["layer_methods"], "variants": layer_variants(params)}
+    """The profile as its partial-layer sweep: `layer_methods` x the 'layers-A-B' variants of `layer_windows`, on
+    `layer_targets` (None: the profile's targets)."""
+    targets = params["targets"] if params["layer_targets"] is None else params["layer_targets"]
+    return {**params, "methods": params["layer_methods"], "variants": layer_variants(params), "targets": targets}
 
 
 def run_layers(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:

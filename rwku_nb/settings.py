@@ -105,6 +105,27 @@ def _utility_size(v):
     return None
 
 
+def _curve_variants(v):
+    if v is not None and (not v or any(x not in ("full", "lora") for x in v)):
+        return (f"key 'curve_variants' has value {v!r}; expected a list of 'full' and/or 'lora' (the variants whose "
+                "runs get trade-off curve points), or null for every variant.")
+    return None
+
+
+def _curve_utility(v):
+    if v is not None and any(x not in UTILITY_SETS for x in v):
+        return (f"key 'curve_utility' has value {v!r}; expected a list of utility sets ({', '.join(UTILITY_SETS)}) "
+                "or null for the profile's `utility`.")
+    return None
+
+
+def _mia_size(v):
+    if v is not None and (isinstance(v, bool) or v < 1):
+        return (f"key 'mia_size' has value {v!r}; expected a positive whole number of texts per MIA member set, "
+                "or null for all of them.")
+    return None
+
+
 def _reject_size(v):
     if v is not None and (isinstance(v, bool) or v < 1):
         return (f"key 'reject_size' has value {v!r}; expected a positive whole number of questions per target, "
@@ -151,7 +172,10 @@ declare("data",
 declare("single",  # Table 1 (notebook 02): every target x method x variant
         methods=S(["before", "icu", "repe", "ga_passage", "ga", "dpo", "npo", "rt"], list),  # Table 1's thirteen rows
         variants=S(["full", "lora"], list),  # full fine-tuning, LoRA (r 8, alpha 16, q_proj, v_proj), or layers-A-B
-        curve=S(False, bool))             # trade-off curves: also evaluate probes after every training epoch
+        curve=S(False, bool),             # trade-off curves: also evaluate probes and utility after every training epoch
+        curve_variants=S(None, (list, type(None)), check=_curve_variants),
+        # the utility sets each curve point measures (None: all of `utility`; Fig. 3 plots Tru, Fac and Flu)
+        curve_utility=S(None, (list, type(None)), check=_curve_utility))  # the variants that get curve points; None: every one of `variants`
 declare("training",
         max_length=S(512, int, positive=True),  # training cutoff in tokens (official cutoff_len 512)
         grad_accum=S(1, int, positive=True),
@@ -164,6 +188,7 @@ declare("training",
 declare("evaluation",
         eval_batch_size=S(32, int, positive=True),
         mia_batch_size=S(8, int, positive=True),
+        mia_size=S(None, OPTIONAL_INT, check=_mia_size),  # texts per MIA member set (spread evenly); None: all
         max_new_tokens=S(30, int, positive=True),  # official: 30 new tokens for forget/neighbor probes
         stop=S("newline", str, choices=("newline", "official")),  # newline (rwku_nb) | official (parity)
         scorer=S("rwku", str, choices=("rwku", "rouge-score")),  # rwku (pltrdy `rouge` semantics, official) | rouge-score
@@ -184,7 +209,8 @@ declare("batch",
 declare("layers",
         layer_windows=S([[0, 4], [4, 8], [8, 12], [12, 16], [16, 20], [20, 24], [24, 28], [28, 32]], list,
                         check=_windows),
-        layer_methods=S(["ga", "dpo", "npo", "rt"], list))
+        layer_methods=S(["ga", "dpo", "npo", "rt"], list),
+        layer_targets=S(None, (str, int, list, type(None))))  # the targets of the layer runs; None: `targets`
 # The seed-0 paper (rwku_nb.selective; notebook 07). Paper defaults (Barbulescu & Triantafillou 2024, seed code
 # configs): Adam betas (0.9, 0.98), lr 5e-5, batch 8, up to 150 epochs, 200-token sequences. The methods' own keys
 # (sga_gamma, tau_switch, ...) are declared in rwku_nb/methods/selective.py.
@@ -213,6 +239,7 @@ declare("selective",
 declare("robustness",
         robust_methods=S(["ga", "npo", "simnpo", "rmu"], list),
         robust_variants=S(["full"], list, choices=("full", "lora")),
+        robust_targets=S(None, (str, int, list, type(None))),  # the targets attacked; None: `targets`
         relearn_steps=S([5, 10, 20], list, check=_steps),
         relearn_sources=S(["forget", "wikitext"], list, choices=("forget", "passage", "wikitext")),
         relearn_size=S(8, int, positive=True),

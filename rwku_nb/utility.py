@@ -301,8 +301,9 @@ EVALUATORS = {"mmlu": evaluate_mmlu, "bbh": evaluate_bbh, "truthfulqa": evaluate
 
 
 def subset(rows: list[dict], size: int | None) -> list[dict]:
-    """`size` rows spread evenly over a utility set (all rows when size is None or not smaller): the
-    sets are grouped by task (MMLU subjects, BBH tasks), so a prefix would cover only the first ones."""
+    """`size` rows spread evenly over a utility set or an MIA member set (all rows when size is None or not
+    smaller): the utility sets are grouped by task (MMLU subjects, BBH tasks), so a prefix would cover only the
+    first ones."""
     if size is None or size >= len(rows):
         return list(rows)
     return [rows[i * len(rows) // size] for i in range(size)]

@@ -91,6 +91,10 @@ def test_bad_base_is_named(tmp_path, base, message):
     ({"hparams": {"icu": {"full": {"lr": 1}}}}, "not a trained method"),
     ({"utility": ["mmlu", "gsm8k"]}, "'utility' has value 'gsm8k'; expected one of"),
     ({"utility_size": 0}, "'utility_size' has value 0; expected a positive whole number"),
+    ({"mia_size": 0}, "'mia_size' has value 0; expected a positive whole number of texts"),
+    ({"curve_variants": ["layers-0-2"]}, "'curve_variants' has value .*expected a list of 'full' and/or 'lora'"),
+    ({"utility": ["mmlu"], "curve_utility": ["mmlu", "fluency"]},
+     r"'curve_utility' lists \['fluency'\], which key 'utility' \['mmlu'\] leaves out"),
 ])
 def test_bad_parameters(values, message):
     with pytest.raises(RwkuError, match=message):

@@ -58,3 +58,23 @@ def test_evaluate_mia_reports_paper_units(tiny):
     # ICU prepends its instruction to each member text (official eval_mia.py), which changes the scores.
     icu = {r["metric"]: r for r in evaluate_mia(model, tok, _Target(), icu=True)}
     assert icu["mia_fm_loss"]["value"] != rows["mia_fm_loss"]["value"]
+
+
+def test_mia_size_scores_texts_spread_evenly_over_each_member_set(tiny):
+    """`mia_size` n keeps texts i * len // n of each member set (as the utility subsets do): the capped result is
+    the full evaluation of exactly those texts."""
+    model, tok = tiny
+
+    class Four(_Target):
+        mia_forget = [{"text": f"Someone wrote book number {i} in the year {1990 + i}."} for i in range(4)]
+
+    capped = {r["metric"]: r for r in evaluate_mia(model, tok, Four(), size=2)}
+    assert capped["mia_fm_loss"]["n"] == 2 and capped["mia_rm_loss"]["n"] == 1  # 1 text: nothing to cap
+
+    class Kept(_Target):
+        mia_forget = [Four.mia_forget[0], Four.mia_forget[2]]
+
+    assert {r["metric"]: r["value"] for r in evaluate_mia(model, tok, Kept())} == \
+        {m: r["value"] for m, r in capped.items()}
+    full = {r["metric"]: r for r in evaluate_mia(model, tok, Four())}
+    assert full["mia_fm_loss"]["n"] == 4 and full["mia_fm_loss"]["value"] != capped["mia_fm_loss"]["value"]

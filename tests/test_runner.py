@@ -231,3 +231,85 @@ def test_reference_log_probs_are_computed_once_per_sweep(tmp_store, rwku, monkey
     key = ["method", "variant", "metric"]
     shared = rows.query("variant == 'lora'").set_index(key)["value"].sort_index()
     assert shared.equals(alone.set_index(key)["value"].sort_index())
+
+
+def test_curve_variants_curve_utility_and_the_repe_point_at_its_table1_weight(tmp_store, rwku, monkeypatch):
+    """`curve_variants` picks the runs with curve points, `curve_utility` the sets each point measures, and RepE's
+    point at its Table 1 weight is the final evaluation without its MIA rows (and without the sets the points leave
+    out), not a second evaluation of the same model."""
+    from rwku_nb import jobs, lifecycle
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    calls = []
+    real = lifecycle.evaluate_target
+    monkeypatch.setattr(lifecycle, "evaluate_target",
+                        lambda *a, **k: calls.append((k["mia"], tuple(a[3]["utility"]))) or real(*a, **k))
+    hp = {"ga": {v: {"lr": 1e-3, "epochs": 2, "batch_size": 2} for v in ("full", "lora")}}
+    params = _params(targets="1", methods=["repe", "ga"], variants=["full", "lora"], hparams=hp, curve=True,
+                     curve_variants=["full"], curve_utility=["truthfulqa"], repe_alphas=[0.5, 1.0],
+                     utility=["mmlu", "truthfulqa"])
+    rows = runner.run_sweep(params)
+    assert set(zip(rows["setting"], rows["method"], rows["variant"])) == {
+        ("single", "repe", "none"), ("alpha-0.5", "repe", "none"), ("alpha-1", "repe", "none"),
+        ("single", "ga", "full"), ("epoch-1", "ga", "full"), ("single", "ga", "lora")}
+    # RepE: its final model and the 0.5 point (the 1.0 point is the final's); GA full: epoch 1 and final; LoRA: final
+    both, points = ("mmlu", "truthfulqa"), ("truthfulqa",)
+    assert sorted(calls) == sorted([(True, both), (False, points), (False, points), (True, both), (True, both)])
+    utility = rows[rows["metric"].str.startswith("utility")]
+    assert set(utility.query("setting in ['alpha-0.5', 'alpha-1', 'epoch-1']")["metric"]) == {"utility_truthfulqa"}
+    assert set(utility.query("setting == 'single'")["metric"]) == {"utility_mmlu", "utility_truthfulqa"}
+    final = rows.query("setting == 'single' and method == 'repe'").set_index("metric")["value"]
+    point = rows.query("setting == 'alpha-1'").set_index("metric")["value"]
+    assert final.index.str.startswith("mia_").any() and not point.index.str.startswith("mia_").any()
+    assert point.equals(final.loc[point.index]) and set(final.index) - set(point.index) == \
+        {m for m in final.index if m.startswith("mia_")} | {"utility_mmlu"}
+    # the identity says which runs have points and what they measure (changing either recomputes them)
+    params = runner.as_params(params)
+    by = {(j.method, j.variant): j.identity for j in runner.sweep_jobs(params)}
+    assert by[("ga", "full")]["curve"]["utility"] == ["truthfulqa"] and "curve" not in by[("ga", "lora")]
+    assert "curve" in by[("repe", "none")]
+    assert jobs.has_curve(params, "single", "full") and not jobs.has_curve(params, "single", "lora")
+    assert jobs.has_curve({**params, "curve_variants": None}, "single", "lora")
+    assert not jobs.has_curve(params, "batch-2", "full") and not jobs.has_curve(params, "single", "layers-0-1")
+
+
+def test_a_batch_point_scores_each_utility_set_once(tmp_store, rwku, monkeypatch):
+    """The targets of a batch-target point share one model (and ICU one instruction): each utility set is scored
+    once for all of them, and every target reports it."""
+    from rwku_nb import evaluation
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    calls = []
+    real = evaluation.utility_metrics.evaluate_utility
+    monkeypatch.setattr(evaluation.utility_metrics, "evaluate_utility",
+                        lambda *a, **k: calls.append(tuple(a[2])) or real(*a, **k))
+    rows = runner.run_batch(_params(batch_targets=[1, 2], batch_sizes=[2], batch_methods=["icu"],
+                                    utility=["mmlu", "truthfulqa"]))
+    assert sorted(calls) == [("mmlu",), ("truthfulqa",)]
+    per_target = rows[rows["metric"].str.startswith("utility")].pivot_table(
+        index="metric", columns="target_index", values="value")
+    assert list(per_target.columns) == [1, 2] and per_target[1].equals(per_target[2])
+
+
+def test_layer_and_robustness_runs_take_their_own_targets(rwku, monkeypatch):
+    """`layer_targets` and `robust_targets` narrow notebooks 04 and 08 to some of the profile's targets."""
+    from rwku_nb import robustness
+    from rwku_nb.config import load_profile
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    params = load_profile("cpu-smoke", {"targets": [1, 3], "layer_targets": [3], "robust_targets": "1"})
+    layer_jobs = runner.sweep_jobs(runner.layer_params(params), mia=False)
+    assert {j.targets[0].index for j in layer_jobs} == {3}
+    assert {j.targets[0].index for j in robustness.robust_jobs(params)} == {1}
+    assert {j.targets[0].index for j in runner.sweep_jobs(params)} == {1, 3}
+    plain = load_profile("cpu-smoke", {"targets": [1, 3]})
+    assert {j.targets[0].index for j in robustness.robust_jobs(plain)} == {1, 3}
+
+
+def test_a_capped_mia_is_part_of_the_identity_and_an_uncapped_one_leaves_it_as_it_was(rwku, monkeypatch):
+    from rwku_nb.config import load_profile
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    plain, capped = (runner.sweep_jobs(load_profile("cpu-smoke", extra)) for extra in ({}, {"mia_size": 8}))
+    assert "mia_size" not in plain[0].identity["evaluation"] and capped[0].identity["evaluation"]["mia_size"] == 8
+    assert plain[0].key != capped[0].key
