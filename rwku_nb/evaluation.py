@@ -11,7 +11,6 @@ also part of its jobs' identity (`identity_metrics`), so results computed withou
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, field
 from typing import Callable
 

@@ -173,9 +173,10 @@ declare("single",  # Table 1 (notebook 02): every target x method x variant
         methods=S(["before", "icu", "repe", "ga_passage", "ga", "dpo", "npo", "rt"], list),  # Table 1's thirteen rows
         variants=S(["full", "lora"], list),  # full fine-tuning, LoRA (r 8, alpha 16, q_proj, v_proj), or layers-A-B
         curve=S(False, bool),             # trade-off curves: also evaluate probes and utility after every training epoch
+        # the variants whose runs get curve points (None: every one of `variants`; RepE's weights always do)
         curve_variants=S(None, (list, type(None)), check=_curve_variants),
         # the utility sets each curve point measures (None: all of `utility`; Fig. 3 plots Tru, Fac and Flu)
-        curve_utility=S(None, (list, type(None)), check=_curve_utility))  # the variants that get curve points; None: every one of `variants`
+        curve_utility=S(None, (list, type(None)), check=_curve_utility))
 declare("training",
         max_length=S(512, int, positive=True),  # training cutoff in tokens (official cutoff_len 512)
         grad_accum=S(1, int, positive=True),
