@@ -11,7 +11,9 @@ Each part also prints a *floor* line: the least time any exact implementation on
 throughput measured in the same run: the distinct prompt tokens (those of a trie of all prompts: a shared
 prefix is counted once) over the measured forward throughput at the batch size rwku_nb uses, plus, for
 generation, the decode steps (every row's new tokens / batch size) times the measured time of one decode step.
-Usage: python -m rwku_nb.bench [--model smollm2-135m-instruct] [--target 1] [--mmlu 40]
+BBH (3-shot chain of thought) and fluency (AlpacaEval) generation is timed as rwku_nb runs it, one set at a time,
+against both sets in one batch (issue 15: batch generation tasks together where that is faster), with its floor.
+Usage: python -m rwku_nb.bench [--model smollm2-135m-instruct] [--target 1] [--mmlu 40] [--generation 8]
 """
 from __future__ import annotations
 
@@ -25,10 +27,10 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from . import models
 from .data import RWKU
 from .evaluate import evaluate_probes, mia_member_scores, probe_rows
-from .generation import official_stop_ids
+from .generation import greedy_generate, official_stop_ids
 from .metrics import mia_scores, official_prediction, rouge_l_recall, token_statistics
 from .prompts import probe_prompt
-from .utility import MMLU_LETTERS, evaluate_mmlu, mmlu_prompt
+from .utility import MMLU_LETTERS, bbh_prompt, evaluate_bbh, evaluate_fluency, evaluate_mmlu, fluency_prompt, mmlu_prompt, subset
 
 
 class _AllRowsStopped(StoppingCriteria):
@@ -158,6 +160,7 @@ def main(argv=None) -> None:
     parser.add_argument("--target", default="1")
     parser.add_argument("--data", default=None, help="RWKU directory or 'hub' (default: $RWKU_DATA)")
     parser.add_argument("--mmlu", type=int, default=40, help="MMLU questions to time (0: skip)")
+    parser.add_argument("--generation", type=int, default=8, help="BBH and fluency items each to time (0: skip)")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     model, tokenizer = models.load_model(args.model)
@@ -222,6 +225,33 @@ def main(argv=None) -> None:
         print(f"  prompts: {sum(map(len, encoded))} tokens, {distinct} distinct (5-shot prefixes once per task); "
               f"forward {rate:.0f} tokens/s at batch 8")
         print(floor_line(distinct / rate, t_ref, t, "the distinct tokens at that rate"))
+
+    if args.generation:
+        generation_part(model, tokenizer, target, args.generation)
+
+
+def generation_part(model, tokenizer, target, n: int) -> None:
+    """BBH and fluency as rwku_nb runs them (each set in batches of 8) against one batch of both sets."""
+    sets = {"bbh": subset(target.utility("bbh"), n), "fluency": subset(target.utility("fluency"), n)}
+    (_, bbh), t_bbh = _timed(lambda: evaluate_bbh(model, tokenizer, sets["bbh"], batch_size=8))
+    (_, flu), t_flu = _timed(lambda: evaluate_fluency(model, tokenizer, sets["fluency"], batch_size=8))
+    prompts = [bbh_prompt(tokenizer, r) for r in sets["bbh"]] + [fluency_prompt(tokenizer, r) for r in sets["fluency"]]
+    together, t_one = _timed(lambda: greedy_generate(model, tokenizer, prompts, max_new_tokens=256,
+                                                      batch_size=2 * n, stop="eos"))
+    same = sum(a == b["output"] for a, b in zip(together, bbh + flu))
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    new = sum(min(256, len(tokenizer(r["output"], add_special_tokens=False)["input_ids"]) + 1) for r in bbh + flu)
+    length = int(np.mean([len(e) for e in encoded]))
+    rate, step = throughput(model, 8, length), step_time(model, 8, length)
+    floor = trie_tokens(encoded) / rate + new / 8 * step
+    print(f"\nBBH and fluency generation: {n} items each (256 new tokens at most, stop at EOS)")
+    print(f"  rwku_nb, one set at a time (batches of 8): {t_bbh + t_flu:7.2f} s (BBH {t_bbh:.2f}, fluency {t_flu:.2f})")
+    print(f"  both sets in one batch of {2 * n}:          {t_one:7.2f} s  ratio {t_one / (t_bbh + t_flu):4.2f}  "
+          f"identical outputs {same}/{len(prompts)}")
+    print(f"  prompts: {sum(map(len, encoded))} tokens, {trie_tokens(encoded)} distinct; ~{new} new tokens; forward "
+          f"{rate:.0f} tokens/s, decode step {1000 * step:.0f} ms at batch 8")
+    print(f"  floor (distinct tokens at that rate, new tokens as steps of 8 rows): {floor:7.2f} s  rwku_nb at "
+          f"{(t_bbh + t_flu) / floor:4.2f}x the floor")
 
 
 if __name__ == "__main__":

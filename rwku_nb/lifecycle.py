@@ -163,12 +163,17 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
     curve = has_curve(params, setting, job.variant)  # Table 1 runs only
 
     utility = bool(job.identity["evaluation"]["utility"])
+    trains = METHODS[job.method].trains
 
     def evaluate_all(m, how: dict, final: bool) -> dict:
         # MIA on the final model of a run that asks for it; probes and utility on it and on every curve point.
-        # The targets of a batch-target run share one model: a utility set is scored once for all (memo).
+        # The targets of a batch-target run share one model: a utility set is scored once for all (memo). A model
+        # that computes its original weights' function (a method that neither trains nor attaches hooks: Before,
+        # ICU) shares the memo of those weights with every such job of the sweep: Before's utility, the same items
+        # on the same model for each target, is scored once, not once per target.
         # A curve point measures the profile's `curve_utility` sets (default: all of them).
-        memo: dict = {}
+        memo = shared_memo(original) if not trains and "detach" not in how else None
+        memo = {} if memo is None else memo
         at = params if final else curve_point_params(params)
         return {t.index: evaluate_target(m, tokenizer, t, at, icu=how.get("icu", False), mia=final and mia,
                                          utility=utility, memo=memo)

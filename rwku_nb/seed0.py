@@ -134,15 +134,31 @@ def run_selective(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
     ppl_texts = {name: selective.read_csv_texts(f"valid_{name}.csv")[: params["ppl_size"]]
                  for name in ("wikitext", "lambada")}
 
+    def perplexities(model) -> dict:
+        return {f"ppl_{name}": selective.perplexity(model, loaded["tok"], texts, params["ppl_max_length"],
+                                                    params["mia_batch_size"]) for name, texts in ppl_texts.items()}
+
     def measure(model) -> dict:
         p = params
-        out = {"ma": selective.memorization_accuracy(model, loaded["tok"], seqs, p["eval_batch_size"]),
-               "el": selective.extraction_likelihood(model, loaded["tok"], seqs, p["el_n"], p["el_stride"],
-                                                     p["eval_batch_size"])}
-        for name, texts in ppl_texts.items():
-            out[f"ppl_{name}"] = selective.perplexity(model, loaded["tok"], texts, p["ppl_max_length"],
-                                                      p["mia_batch_size"])
-        return out
+        return {"ma": selective.memorization_accuracy(model, loaded["tok"], seqs, p["eval_batch_size"]),
+                "el": selective.extraction_likelihood(model, loaded["tok"], seqs, p["el_n"], p["el_stride"],
+                                                      p["eval_batch_size"]),
+                **perplexities(model)}
+
+    def measure_run():
+        """`measure` for one run, whose first call (epoch 0) is the original weights (LoRA starts as their very
+        function, B = 0): their MA and EL are the selective data's, measured there, and their perplexities are
+        measured once for all the runs."""
+        calls = []
+
+        def first_or_measure(model) -> dict:
+            calls.append(1)
+            if len(calls) > 1:
+                return measure(model)
+            if "before" not in loaded:
+                loaded["before"] = perplexities(model)
+            return {"ma": forget["ma"].to_numpy(copy=True), "el": forget["el"].to_numpy(copy=True), **loaded["before"]}
+        return first_or_measure
 
     def run(method: str, variant: str) -> pd.DataFrame:
         def compute() -> pd.DataFrame:
@@ -154,7 +170,7 @@ def run_selective(params: dict | str, model_and_tokenizer=None) -> pd.DataFrame:
             lifecycle.seed_everything(params["seed"])
             trained = lifecycle.prepare_variant(model, variant, params)
             try:
-                history = selective.unlearn(trained, loaded["tok"], seqs, selective.plan(method, params), measure,
+                history = selective.unlearn(trained, loaded["tok"], seqs, selective.plan(method, params), measure_run(),
                                             stop, params["selective_lr"], params["selective_epochs"],
                                             params["selective_batch_size"], tuple(params["selective_betas"]),
                                             params["seed"], desc=f"{method} {variant}")

@@ -313,3 +313,26 @@ def test_a_capped_mia_is_part_of_the_identity_and_an_uncapped_one_leaves_it_as_i
     plain, capped = (runner.sweep_jobs(load_profile("cpu-smoke", extra)) for extra in ({}, {"mia_size": 8}))
     assert "mia_size" not in plain[0].identity["evaluation"] and capped[0].identity["evaluation"]["mia_size"] == 8
     assert plain[0].key != capped[0].key
+
+
+def test_before_scores_each_utility_set_once_for_all_targets(tmp_store, rwku, monkeypatch):
+    """Before is the same model for every target: a utility set is scored once per sweep, and every target reports
+    the scores a sweep of that target alone computes. ICU (an instruction naming each target) is scored per target."""
+    from rwku_nb import evaluation
+
+    monkeypatch.setenv("RWKU_DATA", str(rwku.root))
+    calls = []
+    real = evaluation.utility_metrics.evaluate_utility
+    monkeypatch.setattr(evaluation.utility_metrics, "evaluate_utility",
+                        lambda *a, **k: calls.append((tuple(a[2]), k.get("icu_subject"))) or real(*a, **k))
+    rows = runner.run_sweep(_params(targets=[1, 2], methods=["before", "icu"], utility=["mmlu", "truthfulqa"]))
+    assert sorted(c for c in calls if c[1] is None) == [(("mmlu",), None), (("truthfulqa",), None)]
+    assert len([c for c in calls if c[1] is not None]) == 4  # ICU: 2 targets x 2 sets
+    util = rows[rows["metric"].str.startswith("utility")]
+    before = util[util["method"] == "before"].pivot_table(index="metric", columns="target_index", values="value")
+    assert list(before.columns) == [1, 2] and before[1].equals(before[2])
+    # what target 2's items score on the model as loaded afresh: the shared scores are its own
+    model, tok = models.load_model("tiny-random")
+    target = rwku.select([2])[0]
+    fresh = real(model, tok, {n: evaluation.utility_metrics.subset(target.utility(n), 2) for n in ("mmlu", "truthfulqa")})
+    assert {r["metric"]: r["value"] for r in fresh} == before[2].to_dict()

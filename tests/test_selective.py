@@ -235,6 +235,33 @@ def test_run_selective_on_extraction_data_is_stored_and_resumed(tiny, tmp_store,
 
 
 @needs_extraction
+def test_every_run_starts_from_the_original_weights_measured_once(tiny, tmp_store, monkeypatch):
+    """Epoch 0 of every run (full and LoRA alike) is the original weights: its MA and EL are the selective data's
+    and its perplexities are measured once, and they equal a fresh measurement of the model."""
+    p = config.make_params({"profile": "t", "model": models.TINY, "selective_file": "lm_extraction_4_0.csv",
+                            "selective_size": 2, "selective_length": 24, "el_n": 4, "el_stride": 8,
+                            "selective_epochs": 2, "selective_stop": 0.0, "ppl_size": 2, "ppl_max_length": 32,
+                            "selective_methods": ["ga_seq", "sga"], "selective_variants": ["full", "lora"],
+                            "selective_lr": 1e-3, "selective_batch_size": 2, "eval_batch_size": 4})
+    counted = {"el": 0, "ppl": 0}
+    for name, key in (("extraction_likelihood", "el"), ("perplexity", "ppl")):
+        real = getattr(selective, name)
+        monkeypatch.setattr(selective, name, lambda *a, _r=real, _k=key, **k: counted.__setitem__(_k, counted[_k] + 1)
+                            or _r(*a, **k))
+    runs = seed0.run_selective(p, tiny)
+    # EL: forget and unseen in the data, then epochs 1-2 of 4 runs; perplexity: 2 sets x (once + 4 runs x 2 epochs)
+    assert counted == {"el": 2 + 4 * 2, "ppl": 2 * (1 + 4 * 2)}
+    model, tok = tiny
+    seqs = [list(ids) for ids in seed0.selective_data(p, tiny).query("role == 'forget'")["ids"]]
+    fresh = {"ma": selective.memorization_accuracy(model, tok, seqs, 4), "el": selective.extraction_likelihood(
+        model, tok, seqs, 4, 8, 4), "ppl_wikitext": selective.perplexity(model, tok, selective.read_csv_texts(
+            "valid_wikitext.csv")[:2], 32, p["mia_batch_size"])}
+    for _, run in runs[runs["epoch"] == 0].groupby(["method", "variant"]):
+        assert list(run["ma"]) == list(fresh["ma"]) and list(run["el"]) == list(fresh["el"])
+        assert (run["ppl_wikitext"] == fresh["ppl_wikitext"]).all()
+
+
+@needs_extraction
 def test_gpt_neo_architecture_runs_the_selective_methods(tiny, tmp_store):
     """The GPT-Neo profiles' code path on a tiny random GPT-Neo (global + local attention, q_proj/v_proj
     LoRA targets as in the gpu-gptneo-* profiles); the hub weights themselves need the network."""

@@ -3,8 +3,9 @@
 A method takes a `Context` (the model to change in place, its tokenizer, the target(s), the training
 corpora it declared, the profile's parameters) and returns how the model must be evaluated afterwards:
 `{"icu": True}` for in-context unlearning, `{"detach": fn}` for inference-time hooks the runner
-removes after evaluation, `{}` otherwise. Full / LoRA / partial-layer training is set up by the runner,
-which wraps or freezes the model before calling the method.
+removes after evaluation, `{}` otherwise. A method registered with `trains=False` changes the model only through
+such hooks: without them it is evaluated as the original weights (and shares their utility scores). Full / LoRA /
+partial-layer training is set up by the runner, which wraps or freezes the model before calling the method.
 """
 from __future__ import annotations
 
