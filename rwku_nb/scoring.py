@@ -26,13 +26,15 @@ class Batch(NamedTuple):
     input_ids: torch.Tensor  # [B, W] each row's tokens after the prefix, right-padded with pad_id
     attention_mask: torch.Tensor  # [B, n_prefix + W], 1 on real tokens (the prefix included)
     n_prefix: int  # tokens of the prefix shared by the batch (0 unless shared_prefix)
+    # with `keep`: the positions (after the prefix) whose logits were computed, logits [B, len(kept), V] in this order
+    kept: list[int] | None = None
 
 
 @torch.no_grad()
 def forward_batches(model, sequences: list[list[int]], pad_id: int, batch_size: int,
                     key: Callable[[list[int]], Any] | None = len, shared_prefix: bool = False,
                     min_suffix: int | list[int] = 1, group: Callable[[list[int]], Any] | None = None,
-                    desc: str = "score") -> Iterator[Batch]:
+                    desc: str = "score", keep: list[list[int]] | None = None) -> Iterator[Batch]:
     """Yield a `Batch` per `batch_size` sequences taken in `key` order (stable; None: input order).
 
     With `shared_prefix`, the tokens every row of a batch starts with run once and their key/value cache
@@ -40,6 +42,8 @@ def forward_batches(model, sequences: list[list[int]], pad_id: int, batch_size: 
     sequence), the positions whose logits the caller reads. With `group` (a key under which `key` order keeps
     equal values together, e.g. the first tokens of a few-shot context), batches never mix groups, and with
     `shared_prefix` a group's common prefix runs once for all of its batches (MMLU: one 5-shot prefix per task).
+    `keep` (one list per sequence of the positions, counted from the sequence's start, whose logits the caller
+    reads): the output layer runs only at the batch's union of them (`Batch.kept`), not at every position.
     """
     needed = [min_suffix] * len(sequences) if isinstance(min_suffix, int) else list(min_suffix)
     _check(sequences, batch_size, needed)
@@ -57,7 +61,7 @@ def forward_batches(model, sequences: list[list[int]], pad_id: int, batch_size: 
         prefix_kv = prefix_cache(model, prefix, device) if prefix else None
         for start in range(0, len(part), batch_size):
             rows = part[start : start + batch_size]
-            yield _forward(model, sequences, rows, len(prefix), prefix_kv, pad_id, device, shared_prefix)
+            yield _forward(model, sequences, rows, len(prefix), prefix_kv, pad_id, device, shared_prefix, keep)
             bar.update(len(rows))
     bar.close()
 
@@ -68,8 +72,9 @@ def _prefix(rows: list[int], sequences: list[list[int]], needed: list[int]) -> l
     return sequences[rows[0]][:n]
 
 
-def _forward(model, sequences, rows, n_prefix, prefix_kv, pad_id, device, shared_prefix) -> Batch:
-    """One right-padded forward pass of `rows` after their cached prefix of `n_prefix` tokens."""
+def _forward(model, sequences, rows, n_prefix, prefix_kv, pad_id, device, shared_prefix, keep=None) -> Batch:
+    """One right-padded forward pass of `rows` after their cached prefix of `n_prefix` tokens (logits at the
+    rows' `keep` positions only, when given)."""
     suffixes = [sequences[i][n_prefix:] for i in rows]
     width = max(len(s) for s in suffixes)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -84,8 +89,12 @@ def _forward(model, sequences, rows, n_prefix, prefix_kv, pad_id, device, shared
         cache = expand_cache(prefix_kv, len(rows)) if prefix_kv else None
         extra = {"position_ids": (torch.arange(width, device=device) + n_prefix).expand(len(rows), -1),
                  "past_key_values": cache, "use_cache": cache is not None}
+    kept = None
+    if keep is not None:
+        kept = sorted({p - n_prefix for i in rows for p in keep[i]})
+        extra["logits_to_keep"] = torch.tensor(kept, device=device)
     logits = model(input_ids=input_ids, attention_mask=attention, **extra).logits
-    return Batch(rows, logits, input_ids, attention, n_prefix)
+    return Batch(rows, logits, input_ids, attention, n_prefix, kept)
 
 
 def _check(sequences: list[list[int]], batch_size: int, needed: list[int]) -> None:
@@ -130,8 +139,8 @@ def prefix_cache(model, prefix_ids: list[int], device) -> list[tuple[torch.Tenso
 
 
 def expand_cache(prefix_kv, n: int) -> DynamicCache:
-    """A fresh cache holding the prefix for `n` rows."""
+    """A fresh cache holding the prefix for `n` rows (the cache's update copies the broadcast views once)."""
     cache = DynamicCache()
     for layer, (k, v) in enumerate(prefix_kv):
-        cache.update(k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous(), layer)
+        cache.update(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1), layer)
     return cache

@@ -219,19 +219,23 @@ def _forward(model, tokenizer, prompts, tails, batch_size, desc, encoded: bool =
     sums = [0.0] * len(rows_all)
     # Rows of one few-shot context sort together and form a group (their first 64 tokens), whose long common
     # prefix (MMLU: the task's 5-shot examples) runs once for all its batches; the prefix stops before the
-    # prompt's last token, whose logits predict the first answer/tail token.
+    # prompt's last token, whose logits predict the first answer/tail token. The output layer runs only where
+    # logits are read: the prompt's last position and each tail token's but the last.
+    keep = [list(range(len(h) - 1, len(h) - 1 + max(len(t), 1))) for h, t in zip(ids, tails)]
     batches = forward_batches(model, rows_all, padding_id(tokenizer), batch_size, key=lambda s: (s[:64], len(s)),
                               shared_prefix=True, min_suffix=[len(t) + 1 for t in tails], group=lambda s: s[:64],
-                              desc=desc)
+                              desc=desc, keep=keep)
     for batch in batches:
-        logprobs = torch.log_softmax(batch.logits.float(), dim=-1)
+        logprobs = torch.log_softmax(batch.logits.float(), dim=-1)  # [B, kept positions, V]
+        column = {p: c for c, p in enumerate(batch.kept)}
         for r, i in enumerate(batch.rows):
             p_end = len(ids[i]) - batch.n_prefix  # position after the prompt's last token, in suffix coordinates
             if not tails[i]:
-                last[i] = logprobs[r, p_end - 1].cpu()
+                last[i] = logprobs[r, column[p_end - 1]].cpu()
             else:
                 t = torch.tensor(tails[i], device=logprobs.device)
-                pos = torch.arange(p_end - 1, p_end - 1 + len(tails[i]), device=logprobs.device)
+                pos = torch.tensor([column[p] for p in range(p_end - 1, p_end - 1 + len(tails[i]))],
+                                   device=logprobs.device)
                 sums[i] = float(logprobs[r, pos, t].sum())
     stacked = torch.stack(last) if all(x is not None for x in last) else None
     return stacked, sums

@@ -152,3 +152,22 @@ def test_a_group_runs_its_prefix_once_for_all_its_batches(tiny, monkeypatch):
         p = batch.n_prefix
         assert p >= len(heads[i // 5]) - 1
         torch.testing.assert_close(batch.logits[r, : len(seq) - p], _alone(model, seq)[p:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shared_prefix", [False, True])
+def test_keep_computes_the_logits_of_the_asked_positions_only(tiny, shared_prefix):
+    """`keep`: the output layer runs at the batch's union of the positions asked for (Batch.kept, after the
+    prefix), and there its logits are those of the full forward pass."""
+    model, tok = tiny
+    head = tok("The following are questions about Stephen King, the American author of horror novels.")["input_ids"]
+    seqs = [head + tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    keep = [[len(s) - 1] if i % 2 else [len(s) - 3, len(s) - 2] for i, s in enumerate(seqs)]
+    got, _ = _collect(model, tok, seqs, batch_size=3, shared_prefix=shared_prefix, min_suffix=3, keep=keep)
+    for i, seq in enumerate(seqs):
+        batch, r = got[i]
+        p = batch.n_prefix
+        assert batch.kept == sorted({q - p for j in batch.rows for q in keep[j]})
+        assert batch.logits.shape[1] == len(batch.kept) < batch.input_ids.shape[1]
+        for q in keep[i]:
+            torch.testing.assert_close(batch.logits[r, batch.kept.index(q - p)], _alone(model, seq)[q],
+                                       atol=1e-5, rtol=1e-5)
