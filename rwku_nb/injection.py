@@ -84,12 +84,14 @@ def knowledge(params: dict) -> str:
     return INJECTED if params["inject"] else REAL
 
 
-def caption(params: dict) -> str:
-    """One line naming what a table or figure is about: model, kind of knowledge, profile."""
+def caption(params: dict, evaluated=None) -> str:
+    """One line naming what a table or figure is about: model, kind of knowledge, profile, and the targets it
+    evaluates (`evaluated`) where they are not the profile's (notebooks 04 and 08 may take fewer)."""
     what = knowledge(params)
     if params["inject"]:
         what += f" of targets {params['inject']}"
-    return f"{params['model']}, {what} (profile {params['profile']})"
+    only = f", evaluated on targets {evaluated}" if evaluated is not None and evaluated != params["targets"] else ""
+    return f"{params['model']}, {what}{only} (profile {params['profile']})"
 
 
 def plan(params: dict) -> tuple[list[tuple[str, str]], str, list]:

@@ -64,17 +64,28 @@ def knowledge_bars(table, title: str = ""):
     `tables.knowledge_table`: what each model knows before any unlearning."""
     sns.set_theme(style="whitegrid", context="notebook")
     columns = [("Forget", "FB"), ("Forget", "QA"), ("Forget", "AA"), ("Neighbor", "FB"), ("Neighbor", "QA")]
-    long = [{"probe": f"{g} {c}", "model": label, "recall": table.loc[label, (g, c)]}
+    long = [{"probe": f"{g} {c}", "model": textwrap.fill(label, 24), "recall": table.loc[label, (g, c)]}
             for label in table.index for g, c in columns]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8 + LEGEND_WIDTH, 4.5))
     sns.barplot(data=pd.DataFrame(long), x="probe", y="recall", hue="model", ax=ax, edgecolor="black", linewidth=0.5)
+    for bars in ax.containers:
+        _mark_zero_bars(ax, [b.get_x() + b.get_width() / 2 for b in bars], [b.get_height() for b in bars],
+                        bars.patches[0].get_facecolor() if bars.patches else "black")
+    ax.get_legend().remove()  # one legend right of the bars (as the other figures), never over them
     ax.set_xlabel("")
     ax.set_ylabel("ROUGE-L recall x100 (Before row)")
     ax.set_ylim(0, 100)
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper right", frameon=True)
-    fig.tight_layout()
+    _legend_right(fig, [ax], title)
     return fig
+
+
+def _mark_zero_bars(ax, xs, values, color) -> None:
+    """A zero-height bar draws nothing: label each with '0' just above the axis, so a measured zero is not
+    read as a missing bar (NaN bars stay empty)."""
+    for x, v in zip(xs, values):
+        if v == 0:
+            ax.annotate("0", (x, 0), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=6, color=color)
 
 
 # What each Table 1 column measures, for panel titles and axes (units: rwku_nb.utility, rwku_nb.metrics).
@@ -183,8 +194,10 @@ def by_group(table, level: str, kind: str = "line", title: str = "", panels=None
                 if kind == "line":
                     ax.plot([str(s) for s in steps], list(part), label=method, markersize=4, **style)
                 else:
-                    ax.bar([j + (i - (len(methods) - 1) / 2) * width for j in range(len(steps))], list(part),
-                           width=width, color=style["color"], edgecolor="black", linewidth=0.5, label=method)
+                    xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(steps))]
+                    ax.bar(xs, list(part), width=width, color=style["color"], edgecolor="black", linewidth=0.5,
+                           label=method)
+                    _mark_zero_bars(ax, xs, list(part), style["color"])
             if kind == "bar":
                 ax.set_xticks(range(len(steps)), [str(s) for s in steps])
             ax.set_xlabel(level, fontsize=8)

@@ -95,3 +95,24 @@ def test_fig5_and_fig7_draw_every_panel_of_the_paper():
     bars = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}["TruthfulQA (Tru)"].patches
     assert sorted(b.get_height() for b in bars) == [1.0, 2.0, 3.0, 4.0]
     _inside_the_image(fig)
+
+
+def test_knowledge_bars_keep_the_legend_off_the_bars_and_label_a_zero():
+    columns = pd.MultiIndex.from_tuples([("Forget", c) for c in ("FB", "QA", "AA")] + [("Neighbor", c) for c in ("FB", "QA")])
+    table = pd.DataFrame([[50.0, 40.0, 30.0, 90.0, 85.0], [0.0, 5.0, 2.0, 60.0, 55.0]], columns=columns,
+                         index=["smollm2-135m-instruct, injected knowledge", "Paper, LLaMA3-8B-Instruct, real-world knowledge"])
+    fig = plots.knowledge_bars(table, title="t")
+    ax = fig.axes[0]
+    assert ax.get_legend() is None and len(fig.legends) == 1  # the one legend is the figure's, right of the axes
+    assert [[b.get_height() for b in bars] for bars in ax.containers] == [[50, 40, 30, 90, 85], [0, 5, 2, 60, 55]]
+    assert [t.get_text() for t in ax.texts] == ["0"]  # the zero bar is labelled, not left invisible
+    _inside_the_image(fig)
+
+
+def test_a_zero_bar_of_fig7_is_labelled():
+    windows = pd.MultiIndex.from_tuples([(m, w) for m in ("GA", "NPO") for w in ("0-1", "2-3")], names=["Method", "Layers"])
+    layers = pd.DataFrame({c: [0.0, 2.0, 3.0, 4.0] for c in plots.FIG7_PANELS}, index=windows)
+    fig = plots.by_group(layers, "Layers", "bar")
+    for ax in fig.axes:
+        if ax.get_visible():
+            assert [t.get_text() for t in ax.texts] == ["0"]
