@@ -53,6 +53,7 @@ class MetricSpec:
 
 
 METRICS: dict[str, MetricSpec] = {}
+MIA_PREFIX = "mia_"  # the metric rows of the mia stage, and no others, start with it
 
 
 def register_metric(name: str, stage: str, columns: dict | None = None, required=None, version: int = 1,
@@ -61,6 +62,10 @@ def register_metric(name: str, stage: str, columns: dict | None = None, required
     is also its columns' place in Table 1)."""
     if stage not in STAGES:
         raise RwkuError(f"metric {name!r}: stage {stage!r}; expected one of {', '.join(STAGES)}.")
+    bad = [row for row in columns or {} if (stage == "mia") != row.startswith(MIA_PREFIX)]
+    if bad:  # the rows it returns are checked too, when it runs (evaluate_target)
+        raise RwkuError(f"metric {name!r} (stage {stage}) reports rows {bad}: rows of the mia stage, and only they, "
+                        f"are named {MIA_PREFIX}*; rename them.")
 
     def wrap(fn):
         METRICS[name] = MetricSpec(name, stage, fn, dict(columns or {}), required, version, builtin)
@@ -90,8 +95,6 @@ def evaluate_target(model, tokenizer, target, params: dict, icu: bool | str = Fa
                     rows += got
     return rows, ev.predictions
 
-
-MIA_PREFIX = "mia_"  # the metric rows of the mia stage, and no others, start with it
 
 
 def curve_point_params(params: dict) -> dict:

@@ -163,7 +163,7 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
     curve = has_curve(params, setting, job.variant)  # Table 1 runs only
 
     utility = bool(job.identity["evaluation"]["utility"])
-    trains = METHODS[job.method].trains
+    as_original = {"model": False}  # set once the method has run: does the model compute the original weights?
 
     def evaluate_all(m, how: dict, final: bool) -> dict:
         # MIA on the final model of a run that asks for it; probes and utility on it and on every curve point.
@@ -172,7 +172,8 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
         # ICU) shares the memo of those weights with every such job of the sweep: Before's utility, the same items
         # on the same model for each target, is scored once, not once per target.
         # A curve point measures the profile's `curve_utility` sets (default: all of them).
-        memo = shared_memo(original) if not trains and "detach" not in how else None
+        # (RepE's curve points attach their own hooks and pass no `how`: what the method returned decides.)
+        memo = shared_memo(original) if as_original["model"] else None
         memo = {} if memo is None else memo
         at = params if final else curve_point_params(params)
         return {t.index: evaluate_target(m, tokenizer, t, at, icu=how.get("icu", False), mia=final and mia,
@@ -187,6 +188,7 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
         store(run, Point("epoch", epoch).name, evaluate_all(run.model, {}, False), {"epoch": epoch})
 
     with unlearned(model, tokenizer, original, job, params, label, on_epoch_end if curve else None) as run:
+        as_original["model"] = not METHODS[job.method].trains and "detach" not in run.how
         evaluated = evaluate_all(run.model, run.how, True)
         if curve and "vector" in run.how:
             _steering_curve(run, params, store, evaluate_all, evaluated)

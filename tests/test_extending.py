@@ -5,7 +5,7 @@ import pytest
 
 import numpy as np
 
-from rwku_nb import evaluation, methods, runner, settings, tables
+from rwku_nb import evaluation, methods, models, runner, settings, tables
 from rwku_nb.errors import RwkuError
 from rwku_nb.config import make_params
 from rwku_nb.training import sequence_nll, text_examples, token_count
@@ -90,3 +90,21 @@ def test_a_metric_registered_from_outside_runs_through_a_sweep_into_table1(toy_m
         assert ("Toy", "Words") not in evaluation.table1_columns()
         plain = {j.method: j.key for j in runner.sweep_jobs(params)}
     assert plain["before"] != keys["before"] and plain["ga"] != keys["ga"]
+
+
+def test_the_mia_row_names_are_checked_at_registration_and_when_a_metric_runs(monkeypatch, rwku):
+    """Rows named mia_* belong to the mia stage (they are dropped from curve points and MIA-less jobs), and only
+    they: a column that breaks the rule fails at registration, a returned row that breaks it when evaluated."""
+    monkeypatch.setitem(evaluation.METRICS, "bad", None)
+    for stage, row in (("probes", "mia_words"), ("mia", "words")):
+        with pytest.raises(RwkuError, match=rf"metric 'bad' \(stage {stage}\) reports rows \['{row}'\].*rename them"):
+            evaluation.register_metric("bad", stage, {row: ("Toy", "Bad")})(lambda ev: [])
+
+    @evaluation.register_metric("bad", "probes", {"words": ("Toy", "Words")})
+    def compute(ev):
+        return [{"metric": "mia_words", "value": 1.0, "n": 1}]
+
+    model, tok = models.load_model("tiny-random")
+    params = make_params({"profile": "toy", "model": "tiny-random", "utility": [], "max_new_tokens": 2})
+    with pytest.raises(RwkuError, match=r"metric 'bad' \(stage probes\) returned rows \['mia_words'\]"):
+        evaluation.evaluate_target(model, tok, rwku.select([1])[0], params, mia=False)

@@ -325,9 +325,12 @@ def test_before_scores_each_utility_set_once_for_all_targets(tmp_store, rwku, mo
     real = evaluation.utility_metrics.evaluate_utility
     monkeypatch.setattr(evaluation.utility_metrics, "evaluate_utility",
                         lambda *a, **k: calls.append((tuple(a[2]), k.get("icu_subject"))) or real(*a, **k))
-    rows = runner.run_sweep(_params(targets=[1, 2], methods=["before", "icu"], utility=["mmlu", "truthfulqa"]))
-    assert sorted(c for c in calls if c[1] is None) == [(("mmlu",), None), (("truthfulqa",), None)]
-    assert len([c for c in calls if c[1] is not None]) == 4  # ICU: 2 targets x 2 sets
+    rows = runner.run_sweep(_params(targets=[1, 2], methods=["before", "icu", "repe"], utility=["mmlu", "truthfulqa"],
+                                    curve=True, repe_alphas=[0.5, 1.0]))
+    # Before: each set once; ICU: 2 targets x 2 sets; RepE (hooked, not the original function): its final model
+    # (2 targets x 2 sets) and its 0.5 point (2 targets x 2 sets), never Before's scores
+    assert sorted(c for c in calls if c[1] is None) == sorted([(("mmlu",), None), (("truthfulqa",), None)] * 5)
+    assert len([c for c in calls if c[1] is not None]) == 4
     util = rows[rows["metric"].str.startswith("utility")]
     before = util[util["method"] == "before"].pivot_table(index="metric", columns="target_index", values="value")
     assert list(before.columns) == [1, 2] and before[1].equals(before[2])
