@@ -202,8 +202,8 @@ def by_group(table, level: str, kind: str = "line", title: str = "", panels=None
                 ax.set_xticks(range(len(steps)), [str(s) for s in steps])
             ax.set_xlabel(level, fontsize=8)
             ax.set_ylabel(_unit(column), fontsize=8)
-            if column[0] != "Utility" or column[1] != "Flu":
-                ax.set_ylim(0, 100)
+            if column[0] != "Utility" or column[1] != "Flu":  # a line at 0 stays clear of the axis (bars: labelled)
+                ax.set_ylim(*((-4, 104) if kind == "line" else (0, 100)))
         ax.set_title(PANEL_NAMES[column], fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes[len(panels):]:
