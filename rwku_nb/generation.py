@@ -26,7 +26,7 @@ from . import distributed
 from .errors import RwkuError
 from .models import padding_id
 from .progress import tqdm
-from .scoring import common_prefix_length, expand_cache, prefix_cache
+from .scoring import common_prefix_length, expand_cache, grouped_attention, prefix_cache
 
 STOP_MODES = ("newline", "official", "eos")
 
@@ -148,8 +148,9 @@ def greedy_generate(
         position = (attention.cumsum(-1) - 1).clamp(min=0)[:, n_prefix:]
         cache = expand_cache(prefix_kv, len(rows)) if prefix_kv else None
         # Only the last position's logits are needed to pick the first new token.
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=position,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        with grouped_attention(device):
+            out = model(input_ids=input_ids, attention_mask=attention, position_ids=position,
+                        past_key_values=cache, use_cache=True, logits_to_keep=1)
         cache = out.past_key_values
         logits = out.logits[:, -1, :]
         alive = list(rows)  # original prompt index of each row still generating

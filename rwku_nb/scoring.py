@@ -8,6 +8,8 @@ callers that must reproduce stored results keep the batch size and order they al
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from itertools import groupby
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -93,7 +95,8 @@ def _forward(model, sequences, rows, n_prefix, prefix_kv, pad_id, device, shared
     if keep is not None:
         kept = sorted({p - n_prefix for i in rows for p in keep[i]})
         extra["logits_to_keep"] = torch.tensor(kept, device=device)
-    logits = model(input_ids=input_ids, attention_mask=attention, **extra).logits
+    with grouped_attention(device):
+        logits = model(input_ids=input_ids, attention_mask=attention, **extra).logits
     return Batch(rows, logits, input_ids, attention, n_prefix, kept)
 
 
@@ -134,13 +137,40 @@ def common_prefix_length(sequences: list[list[int]]) -> int:
 def prefix_cache(model, prefix_ids: list[int], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per-layer (key, value) tensors of one prefix, shape [1, heads, P, head_dim]."""
     ids = torch.tensor([prefix_ids], device=device)
-    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
+    with grouped_attention(device):
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
     return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
 
 
 def expand_cache(prefix_kv, n: int) -> DynamicCache:
-    """A fresh cache holding the prefix for `n` rows (the cache's update copies the broadcast views once)."""
+    """A fresh cache holding the prefix for `n` rows as broadcast views, copied nowhere: the first forward pass's
+    cache update concatenates them with its own keys and values, the one copy it makes anyway."""
     cache = DynamicCache()
     for layer, (k, v) in enumerate(prefix_kv):
-        cache.update(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1), layer)
+        cache.update(k[:, :, :0], v[:, :, :0], layer)  # creates the layer (its dtype and device), empty
+        cache.layers[layer].keys, cache.layers[layer].values = k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)
     return cache
+
+
+GQA_SWITCH = "TRANSFORMERS_SDPA_FORCE_GQA"  # transformers' own switch (integrations/sdpa_attention.py), read per call
+
+
+@contextmanager
+def grouped_attention(device):
+    """Inference calls on CPU: SDPA attends each query head to its key/value head inside the kernel
+    (`enable_gqa`), instead of transformers first copying every key/value head to its query heads (`repeat_kv`,
+    a copy of each layer's keys and values on every masked forward pass). The same products of the same numbers:
+    the logits are bitwise identical (tests/test_scoring.py). Elsewhere nothing changes: on CUDA a masked GQA
+    call would leave the fast kernels, and training keeps the path its gradients were measured on."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = os.environ.get(GQA_SWITCH)
+    os.environ[GQA_SWITCH] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[GQA_SWITCH]
+        else:
+            os.environ[GQA_SWITCH] = before

@@ -1,5 +1,8 @@
 """The one batched scoring forward (rwku_nb.scoring): batched, reordered and prefix-shared rows give the
 numbers of one sequence per forward pass, and bad input is refused with a clear message."""
+import contextlib
+import os
+
 import pytest
 import torch
 
@@ -171,3 +174,33 @@ def test_keep_computes_the_logits_of_the_asked_positions_only(tiny, shared_prefi
         for q in keep[i]:
             torch.testing.assert_close(batch.logits[r, batch.kept.index(q - p)], _alone(model, seq)[q],
                                        atol=1e-5, rtol=1e-5)
+
+
+def test_expand_cache_copies_nothing_and_grouped_attention_changes_no_bit(tiny, monkeypatch):
+    """The prefix reaches each batch as broadcast views (no copy), and on CPU grouped-query attention runs inside
+    SDPA's kernel instead of after transformers' copy of the key/value heads (repeat_kv): a padded, prefix-sharing
+    batch gives bitwise the logits of the repeat_kv path, and the switch is set only during the call."""
+    from transformers.integrations import sdpa_attention
+
+    model, tok = tiny
+    assert model.config.num_key_value_heads < model.config.num_attention_heads  # the tiny model has GQA
+    head = tok("The following are questions about Stephen King, the American author of horror novels.")["input_ids"]
+    seqs = [head + tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    prefix_kv = scoring.prefix_cache(model, head, "cpu")
+    cache = scoring.expand_cache(prefix_kv, 3)
+    assert all(layer.keys.stride(0) == 0 and layer.keys.data_ptr() == k.data_ptr()
+               for layer, (k, _) in zip(cache.layers, prefix_kv))
+
+    copies = []
+    real = sdpa_attention.repeat_kv
+    monkeypatch.setattr(sdpa_attention, "repeat_kv", lambda x, n: copies.append(n) or real(x, n))
+    monkeypatch.delenv(scoring.GQA_SWITCH, raising=False)
+    kernel, _ = _collect(model, tok, seqs, batch_size=4, shared_prefix=True)
+    assert copies == [] and scoring.GQA_SWITCH not in os.environ
+    monkeypatch.setattr(scoring, "grouped_attention", lambda device: contextlib.nullcontext())
+    copied, _ = _collect(model, tok, seqs, batch_size=4, shared_prefix=True)
+    assert len(copies) > 0  # the other path really copies
+    assert any(int(a.attention_mask[r].sum()) < a.attention_mask.shape[1] for a, r in kernel.values())  # padded
+    for i in range(len(seqs)):
+        (a, ra), (b, rb) = kernel[i], copied[i]
+        assert torch.equal(a.logits[ra], b.logits[rb])
