@@ -25,6 +25,17 @@ def sample_dir() -> Path | None:
 needs_data = pytest.mark.skipif(sample_dir() is None, reason="RWKU sample not found: set RWKU_DATA")
 
 
+def linked_cache(cache: Path) -> Path:
+    """A fresh cache directory `cache` in which only the dequantized SmolLM2 (also the tiny model's tokenizer)
+    is linked from the user's cache, the one `make figures` uses (built there once if needed): a test or test
+    process that built its own copy would spend ~30 s and write ~540 MB. Corpora and injected models stay
+    isolated."""
+    src = models.smollm2_dir()
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / src.name).symlink_to(src)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def rwku():
     from rwku_nb.data import RWKU
@@ -53,12 +64,5 @@ def tmp_store(tmp_path, monkeypatch):
 
     monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path / "results"))
     monkeypatch.setenv(paths.FIGURES_ENV, str(tmp_path / "figures"))
-    cache = tmp_path / "cache"
-    # The dequantized SmolLM2 (also the tiny model's tokenizer) is built once in the user's cache, the one
-    # `make figures` uses, and linked here: a test that built its own copy would spend ~1 min and write
-    # ~540 MB into its store. Everything else is isolated.
-    src = models.smollm2_dir()
-    (cache / "models").mkdir(parents=True)
-    (cache / "models" / src.name).symlink_to(src)
-    monkeypatch.setenv(paths.CACHE_ENV, str(cache))
+    monkeypatch.setenv(paths.CACHE_ENV, str(linked_cache(tmp_path / "cache")))
     return tmp_path

@@ -9,6 +9,7 @@ import sys
 
 import yaml
 
+from conftest import linked_cache
 from rwku_nb import paths, results, runner, tables
 from rwku_nb.config import load_profile
 
@@ -20,9 +21,7 @@ OVERRIDES = ("{model: tiny-random, inject: [], methods: [ga], variants: [full], 
 
 def _run(tmp, name: str) -> dict:
     """One cpu-smoke run in a fresh process; returns {result file: bytes}."""
-    cache = tmp / name / "cache"
-    cache.mkdir(parents=True)
-    (cache / "models").symlink_to(paths.cache_dir() / "models")  # the tokenizer; not the generated corpora
+    cache = linked_cache(tmp / name / "cache")  # the tokenizer; not the generated corpora
     env = {**os.environ, paths.RESULTS_ENV: str(tmp / name / "results"), paths.CACHE_ENV: str(cache),
            "TQDM_DISABLE": "1"}
     out = subprocess.run([sys.executable, "-m", "rwku_nb.sweep", "cpu-smoke", "--parts", "single", "-y", OVERRIDES],
@@ -54,7 +53,7 @@ def test_a_different_seed_changes_the_results(tmp_path, rwku, monkeypatch):
     """The comparison above can fail: the seed reaches the generated corpus, hence the trained model."""
     monkeypatch.setenv("RWKU_DATA", str(rwku.root))
     monkeypatch.setenv(paths.RESULTS_ENV, str(tmp_path / "results"))
-    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(linked_cache(tmp_path / "cache")))
     base = {"model": "tiny-random", "targets": "2", "methods": ["ga"], "variants": ["full"], "corpus_size": 2,
             "corpus_max_new_tokens": 8, "max_length": 32, "max_new_tokens": 4, "utility": [], "curve": False,
             "inject": None, "hparams": {"ga": {"full": {"lr": 1e-2, "epochs": 1, "batch_size": 2}}}}

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import linked_cache
 from rwku_nb import distributed
 from rwku_nb.errors import RwkuError
 from rwku_nb.paths import REPO_ROOT
@@ -42,7 +43,8 @@ def test_share_splits_by_position(monkeypatch):
 
 
 def _run(cmd: list, tmp: Path, name: str) -> str:
-    env = {**os.environ, "RWKU_NB_RESULTS": str(tmp / name / "results"), "RWKU_NB_CACHE": str(tmp / name / "cache"),
+    env = {**os.environ, "RWKU_NB_RESULTS": str(tmp / name / "results"),
+           "RWKU_NB_CACHE": str(linked_cache(tmp / name / "cache")),
            "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}  # one thread each: the same float sums in both runs
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=tmp)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

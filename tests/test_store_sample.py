@@ -22,7 +22,8 @@ import sys
 
 import pytest
 
-from rwku_nb import jobs, models, paths, store
+from conftest import linked_cache
+from rwku_nb import jobs, paths, store
 from rwku_nb.config import load_profile
 from rwku_nb.jobs import AVX2_PINS
 from rwku_nb.paths import REPO_ROOT
@@ -77,9 +78,7 @@ def test_committed_store_is_exactly_what_the_ci_profile_asks_for(cpu_smoke):
 
 def test_sample_jobs_recomputed_from_scratch_equal_the_committed_bytes(cpu_smoke, tmp_path):
     fresh = tmp_path / "results"
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "models").symlink_to(models.smollm2_dir().parent)  # the dequantized SmolLM2 only (built if needed)
+    cache = linked_cache(tmp_path / "cache")  # the dequantized SmolLM2 only; injection and corpora run afresh
     # The store was computed with torch's 2 threads (2-core machines); reductions split by thread count.
     env = {**os.environ, **AVX2_PINS, paths.RESULTS_ENV: str(fresh), paths.CACHE_ENV: str(cache), "OMP_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", SAMPLE], env=env, capture_output=True, text=True, timeout=3600)
