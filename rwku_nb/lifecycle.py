@@ -163,17 +163,11 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
     curve = has_curve(params, setting, job.variant)  # Table 1 runs only
 
     utility = bool(job.identity["evaluation"]["utility"])
-    as_original = {"model": False}  # set once the method has run: does the model compute the original weights?
 
-    def evaluate_all(m, how: dict, final: bool) -> dict:
+    def evaluate_all(m, how: dict, final: bool, memo: dict | None = None) -> dict:
         # MIA on the final model of a run that asks for it; probes and utility on it and on every curve point.
-        # The targets of a batch-target run share one model: a utility set is scored once for all (memo). A model
-        # that computes its original weights' function (a method that neither trains nor attaches hooks: Before,
-        # ICU) shares the memo of those weights with every such job of the sweep: Before's utility, the same items
-        # on the same model for each target, is scored once, not once per target.
-        # A curve point measures the profile's `curve_utility` sets (default: all of them).
-        # (RepE's curve points attach their own hooks and pass no `how`: what the method returned decides.)
-        memo = shared_memo(original) if as_original["model"] else None
+        # The targets of a batch-target run share one model: a utility set is scored once for all (`memo`, fresh
+        # unless given). A curve point measures the profile's `curve_utility` sets (default: all of them).
         memo = {} if memo is None else memo
         at = params if final else curve_point_params(params)
         return {t.index: evaluate_target(m, tokenizer, t, at, icu=how.get("icu", False), mia=final and mia,
@@ -188,8 +182,12 @@ def _run_job_once(model, tokenizer, original, job: Job, params: dict, label: str
         store(run, Point("epoch", epoch).name, evaluate_all(run.model, {}, False), {"epoch": epoch})
 
     with unlearned(model, tokenizer, original, job, params, label, on_epoch_end if curve else None) as run:
-        as_original["model"] = not METHODS[job.method].trains and "detach" not in run.how
-        evaluated = evaluate_all(run.model, run.how, True)
+        # A model that computes its original weights' function (a method that neither trains nor attaches hooks:
+        # Before, ICU) shares the memo of those weights with every such job of the sweep: Before's utility, the
+        # same items on the same model for each target, is scored once, not once per target. What the method
+        # returned decides (RepE attaches hooks; its curve points and every epoch point get a fresh memo).
+        as_original = not METHODS[job.method].trains and "detach" not in run.how
+        evaluated = evaluate_all(run.model, run.how, True, shared_memo(original) if as_original else None)
         if curve and "vector" in run.how:
             _steering_curve(run, params, store, evaluate_all, evaluated)
     store(run, setting, evaluated, run.ctx.info)
