@@ -96,7 +96,6 @@ def evaluate_target(model, tokenizer, target, params: dict, icu: bool | str = Fa
     return rows, ev.predictions
 
 
-
 def curve_point_params(params: dict) -> dict:
     """The profile as a trade-off curve point evaluates with: its `curve_utility` sets, if it names them."""
     return params if params["curve_utility"] is None else {**params, "utility": list(params["curve_utility"])}

@@ -191,8 +191,10 @@ def by_group(table, level: str, kind: str = "line", title: str = "", panels=None
             for i, method in enumerate(methods):
                 part = flat[flat["Method"] == method].set_index(level)[column].reindex(steps)
                 style = method_style(method)
-                if kind == "line":
-                    ax.plot([str(s) for s in steps], list(part), label=method, markersize=4, **style)
+                if kind == "line":  # later methods thinner, on top: two methods with equal values both show
+                    wider = (len(methods) - 1 - i) / max(1, len(methods) - 1)
+                    ax.plot([str(s) for s in steps], list(part), label=method, markersize=4 + 3 * wider,
+                            linewidth=1.5 + 1.5 * wider, **style)
                 else:
                     xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(steps))]
                     ax.bar(xs, list(part), width=width, color=style["color"], edgecolor="black", linewidth=0.5,

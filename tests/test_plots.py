@@ -97,6 +97,18 @@ def test_fig5_and_fig7_draw_every_panel_of_the_paper():
     _inside_the_image(fig)
 
 
+def test_fig5_lines_of_equal_values_both_show():
+    """Two methods with the same numbers (Fig. 5: GA and NPO both at 0 on 4 targets): the one drawn first is wider,
+    so it shows around the one on top."""
+    index = pd.MultiIndex.from_tuples([(m, n) for m in ("GA", "NPO") for n in (1, 4)], names=["Method", "Targets"])
+    table = pd.DataFrame({c: [34.0, 0.0, 34.0, 0.0] for c in plots.FIG5_PANELS}, index=index)
+    fig = plots.by_group(table, "Targets", "line")
+    ga, npo = {ax.get_title(): ax for ax in fig.axes}["Forget FB"].lines
+    assert (ga.get_label(), npo.get_label()) == ("GA", "NPO") and list(ga.get_ydata()) == list(npo.get_ydata())
+    assert ga.get_linewidth() > npo.get_linewidth() and ga.get_markersize() > npo.get_markersize()
+    assert ga.get_zorder() <= npo.get_zorder()
+
+
 def test_knowledge_bars_keep_the_legend_off_the_bars_and_label_a_zero():
     columns = pd.MultiIndex.from_tuples([("Forget", c) for c in ("FB", "QA", "AA")] + [("Neighbor", c) for c in ("FB", "QA")])
     table = pd.DataFrame([[50.0, 40.0, 30.0, 90.0, 85.0], [0.0, 5.0, 2.0, 60.0, 55.0]], columns=columns,
